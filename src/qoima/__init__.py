@@ -1,0 +1,1 @@
+"""Qoima: a medical imaging archive with built-in AI triage."""
