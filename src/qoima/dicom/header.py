@@ -1,0 +1,207 @@
+"""Reading and validating received DICOM headers. No I/O beyond the bytes handed in.
+
+Lenient reading (modalities send odd data), strict refusal of what cannot be archived safely:
+missing or malformed key UIDs, truncated data, absurd image sizes, runaway sequence nesting.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+
+from qoima.dicom.attributes import INDEXED_ATTRIBUTES
+from qoima.errors import InvalidDicom
+
+TAG_PIXEL_DATA = 0x7FE00010
+TAG_FLOAT_PIXEL_DATA = 0x7FE00008
+TAG_DOUBLE_PIXEL_DATA = 0x7FE00009
+_UID_SYNTAX = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_DEFER_BYTES = 64 * 1024
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1431.1"  # Qoima's (under a pydicom-issued root)
+IMPLEMENTATION_VERSION_NAME = "QOIMA_010"
+
+
+@dataclass(frozen=True)
+class ParsedInstance:
+    """What the archive needs from one received instance: its UIDs and indexed values."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    values: dict[str, str | int | None]
+    part10: bytes  # the received bytes with a File Meta header in front (added only if absent)
+
+
+def _is_valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and bool(_UID_SYNTAX.match(value))
+
+
+def _require_uid(ds: Dataset, keyword: str) -> str:
+    value = str(ds.get(keyword, "") or "").strip().rstrip("\0")
+    if not value:
+        raise InvalidDicom(f"missing {keyword}")
+    if not _is_valid_uid(value):
+        raise InvalidDicom(f"{keyword} {value[:70]!r} is not a valid UID")
+    return value
+
+
+def _sequence_depth(ds: Dataset, limit: int, depth: int = 0) -> int:
+    deepest = depth
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value:
+                deepest = max(deepest, _sequence_depth(item, limit, depth + 1))
+                if deepest > limit:
+                    raise InvalidDicom(f"sequences nested deeper than {limit} levels")
+    return deepest
+
+
+def text_value(ds: Dataset, keyword: str) -> str | int | None:
+    """The index's form of one attribute: str for text, int for numbers, None when absent."""
+    element = ds.get(keyword)
+    if element is None or element == "":
+        return None
+    if isinstance(element, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in element)
+    if isinstance(element, (int,)) and not isinstance(element, bool):
+        return int(element)
+    if isinstance(element, pydicom.valuerep.IS):
+        return int(element)
+    return str(element).strip()
+
+
+def parse_instance(
+    data: bytes, *, max_image_pixels: int, max_sequence_depth: int
+) -> ParsedInstance:
+    """Parse ``data`` (Part 10 file or bare dataset), validate it and return what to index."""
+    if len(data) < 8:
+        raise InvalidDicom("empty or truncated data (fewer than 8 bytes)")
+    old_limit = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(old_limit, 3000))
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, defer_size=_DEFER_BYTES)
+        _sequence_depth(ds, max_sequence_depth)
+    except RecursionError as exc:
+        raise InvalidDicom(f"sequences nested too deeply to read (> {max_sequence_depth})") from exc
+    except InvalidDicom:
+        raise
+    except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError,
+            NotImplementedError, AttributeError, IndexError, OverflowError) as exc:
+        raise InvalidDicom(f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:160]}") from exc
+    finally:
+        sys.setrecursionlimit(old_limit)
+
+    if len(ds) == 0:
+        raise InvalidDicom("no data elements found (not DICOM)")
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "")
+    if transfer_syntax and not _is_valid_uid(transfer_syntax):
+        raise InvalidDicom(f"file meta TransferSyntaxUID {transfer_syntax[:70]!r} is not a UID")
+    if not transfer_syntax:
+        transfer_syntax = _guess_transfer_syntax(ds)
+    try:
+        sop_instance_uid = _require_uid(ds, "SOPInstanceUID")
+        sop_class_uid = _require_uid(ds, "SOPClassUID")
+        study_instance_uid = _require_uid(ds, "StudyInstanceUID")
+        series_instance_uid = _require_uid(ds, "SeriesInstanceUID")
+        meta_sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "").rstrip("\0")
+        if meta_sop and meta_sop != sop_instance_uid:
+            raise InvalidDicom("file meta MediaStorageSOPInstanceUID differs from SOPInstanceUID")
+        _check_pixel_data(ds, data, max_image_pixels)
+        values = {a.keyword: text_value(ds, a.keyword) for a in INDEXED_ATTRIBUTES}
+    except InvalidDicom:
+        raise
+    except (ValueError, TypeError, KeyError, OverflowError, UnicodeError, LookupError) as exc:
+        raise InvalidDicom(f"invalid attribute value: {type(exc).__name__}: {str(exc)[:160]}") from exc
+    part10 = data if data[128:132] == b"DICM" else _with_file_meta(ds, data, transfer_syntax)
+    return ParsedInstance(sop_instance_uid, sop_class_uid, study_instance_uid,
+                          series_instance_uid, transfer_syntax, values, part10)
+
+
+def _guess_transfer_syntax(ds: Dataset) -> str:
+    if ds.is_little_endian is False:
+        return str(pydicom.uid.ExplicitVRBigEndian)
+    return str(pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR else
+               pydicom.uid.ExplicitVRLittleEndian)
+
+
+def _check_pixel_data(ds: Dataset, data: bytes, max_image_pixels: int) -> None:
+    rows = int(ds.get("Rows", 0) or 0)
+    columns = int(ds.get("Columns", 0) or 0)
+    frames_raw: Any = ds.get("NumberOfFrames", 1) or 1
+    try:
+        frames = max(int(frames_raw), 1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDicom(f"NumberOfFrames {str(frames_raw)[:20]!r} is not a number") from exc
+    if rows * columns * frames > max_image_pixels:
+        raise InvalidDicom(
+            f"absurd image size {rows}x{columns}x{frames} (limit {max_image_pixels} pixels)"
+        )
+    for tag in (TAG_PIXEL_DATA, TAG_FLOAT_PIXEL_DATA, TAG_DOUBLE_PIXEL_DATA):
+        if tag not in ds:
+            continue
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length != 0xFFFFFFFF:
+            # Deferred native pixel data: its declared length must fit in what was received.
+            if raw.value_tell + raw.length > len(data):
+                raise InvalidDicom(
+                    f"truncated: pixel data declares {raw.length} bytes, "
+                    f"{len(data) - raw.value_tell} received"
+                )
+        if rows and columns and tag == TAG_PIXEL_DATA:
+            length = raw.length if isinstance(raw, RawDataElement) else len(raw.value or b"")
+            if not (isinstance(raw, RawDataElement) and raw.length == 0xFFFFFFFF):
+                _check_native_length(ds, length, rows, columns, frames)
+
+
+def _check_native_length(ds: Dataset, length: int, rows: int, columns: int,
+                         frames: int) -> None:
+    transfer_syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "") or "")) if hasattr(
+        ds, "file_meta") else UID("")
+    if transfer_syntax and transfer_syntax.is_compressed:
+        return
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if bits <= 0:
+        return
+    expected = (rows * columns * frames * samples * bits + 7) // 8
+    if length + 1 < expected:
+        raise InvalidDicom(
+            f"truncated: pixel data holds {length} bytes, {rows}x{columns}x{frames} "
+            f"at {bits} bits needs {expected}"
+        )
+
+
+def _with_file_meta(ds: Dataset, data: bytes, transfer_syntax: str) -> bytes:
+    """Prefix a bare dataset with a File Meta header; the dataset bytes stay as received."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    buffer = io.BytesIO()
+    buffer.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    offset = _dataset_offset(data)
+    return buffer.getvalue() + data[offset:]
+
+
+def _dataset_offset(data: bytes) -> int:
+    """Where the dataset starts in data that has no valid Part 10 preamble."""
+    if data[:4] == b"DICM":
+        # "DICM" without preamble: skip the prefix and any group 0002 elements.
+        raise InvalidDicom("file meta without preamble is not supported")
+    return 0

@@ -1,0 +1,94 @@
+"""Engine creation, SQLite pragmas, one-writer transactions and Alembic upgrades."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+
+from qoima.errors import BackendUnavailable
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class Database:
+    """One engine; writes go through ``write`` (serialised for SQLite), reads through ``read``."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=16, max_overflow=32,
+            )
+            _configure_sqlite(self.engine, sqlite_synchronous)
+        else:
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction; one writer at a time on SQLite."""
+        try:
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            with (
+                self._write_lock,
+                self.engine.connect().execution_options(sqlite_immediate=True) as conn,
+                conn.begin(),
+            ):
+                return work(conn)
+        except OperationalError as exc:
+            raise BackendUnavailable(f"database unavailable: {str(exc.orig)[:200]}") from exc
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.connect() as conn:
+                return work(conn)
+        except OperationalError as exc:
+            raise BackendUnavailable(f"database unavailable: {str(exc.orig)[:200]}") from exc
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy see explicit BEGINs: pysqlite's own transaction handling is off.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front, so a writer never fails half-way
+        # on SQLITE_BUSY when upgrading a read lock.
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

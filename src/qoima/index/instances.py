@@ -1,0 +1,184 @@
+"""Writing and reading instance rows: one transaction per stored instance."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+from qoima.dicom.attributes import Level, attributes_at
+from qoima.errors import NotFound
+from qoima.index.tables import changes, instance, patient, series, study
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    values: dict[str, Any]  # keyword -> index value, from dicom.header.ParsedInstance
+    transfer_syntax_uid: str
+    blob_key: str
+    size_bytes: int
+    sha256: str
+    origin: str
+
+
+def normalise_person_name(value: object) -> str | None:
+    """Case-folded form used for case-insensitive PN matching (PS3.4 C.2.2.2.1)."""
+    return None if value is None else str(value).casefold()
+
+
+def _row_values(level: Level, values: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for attribute in attributes_at(level):
+        value = values.get(attribute.keyword)
+        if isinstance(value, str) and attribute.vr not in ("US", "IS"):
+            value = value[:324] if attribute.vr == "PN" else value[:64]
+        row[attribute.column] = value
+        if attribute.vr == "PN":
+            row[f"{attribute.column}_norm"] = normalise_person_name(value)
+    return row
+
+
+def find_instance(conn: Connection, sop_instance_uid: str) -> InstanceRow | None:
+    row = conn.execute(
+        select(instance.c.sop_instance_uid, series.c.series_instance_uid,
+               study.c.study_instance_uid, instance.c.sop_class_uid,
+               instance.c.transfer_syntax_uid, instance.c.blob_key, instance.c.size_bytes,
+               instance.c.sha256)
+        .join(series, series.c.id == instance.c.series_id_fk)
+        .join(study, study.c.id == series.c.study_id_fk)
+        .where(instance.c.sop_instance_uid == sop_instance_uid)
+    ).first()
+    return None if row is None else InstanceRow(*row)
+
+
+def _get_or_create(conn: Connection, table: Any, key_column: str, key: str,
+                   values: dict[str, Any]) -> tuple[int, bool]:
+    existing = conn.execute(select(table.c.id).where(table.c[key_column] == key)).scalar()
+    if existing is not None:
+        return int(existing), False
+    if conn.dialect.name == "postgresql":
+        # Concurrent writers may create the same row; the loser reads the winner's id.
+        statement = (postgresql_insert(table).values(**values)
+                     .on_conflict_do_nothing(index_elements=[key_column]).returning(table.c.id))
+        new_id = conn.execute(statement).scalar()
+        if new_id is None:
+            return int(conn.execute(select(table.c.id).where(
+                table.c[key_column] == key)).scalar_one()), False
+        return int(new_id), True
+    new_id = conn.execute(insert(table).values(**values).returning(table.c.id)).scalar_one()
+    return int(new_id), True
+
+
+def insert_instance(conn: Connection, new: NewInstance) -> None:
+    """Insert patient/study/series rows as needed, the instance row and a change row."""
+    now = time.time()
+    values = new.values
+    patient_id = values.get("PatientID") or ""
+    issuer = values.get("IssuerOfPatientID") or ""
+    study_uid = values["StudyInstanceUID"]
+    # Studies without PatientID are kept apart rather than merged into one anonymous patient.
+    patient_key = f"{patient_id}\x1f{issuer}" if patient_id else f"\x1e{study_uid}"
+    patient_pk, _ = _get_or_create(conn, patient, "patient_key", patient_key, {
+        **_row_values(Level.PATIENT, values), "patient_key": patient_key, "created_at": now})
+    study_pk, _ = _get_or_create(conn, study, "study_instance_uid", study_uid, {
+        **_row_values(Level.STUDY, values), "patient_id_fk": patient_pk,
+        "number_of_series": 0, "number_of_instances": 0, "size_bytes": 0,
+        "created_at": now, "updated_at": now})
+    series_pk, is_new_series = _get_or_create(
+        conn, series, "series_instance_uid", values["SeriesInstanceUID"], {
+            **_row_values(Level.SERIES, values), "study_id_fk": study_pk,
+            "number_of_instances": 0, "size_bytes": 0, "created_at": now})
+    conn.execute(insert(instance).values(
+        **_row_values(Level.IMAGE, values), series_id_fk=series_pk,
+        transfer_syntax_uid=new.transfer_syntax_uid, blob_key=new.blob_key,
+        size_bytes=new.size_bytes, sha256=new.sha256, origin=new.origin[:200], created_at=now))
+    conn.execute(update(series).where(series.c.id == series_pk).values(
+        number_of_instances=series.c.number_of_instances + 1,
+        size_bytes=series.c.size_bytes + new.size_bytes))
+    study_values: dict[str, Any] = {
+        "number_of_instances": study.c.number_of_instances + 1,
+        "size_bytes": study.c.size_bytes + new.size_bytes, "updated_at": now}
+    if is_new_series:
+        study_values["number_of_series"] = study.c.number_of_series + 1
+    study_values.update(_study_summaries(conn, study_pk, values))
+    conn.execute(update(study).where(study.c.id == study_pk).values(**study_values))
+    conn.execute(insert(changes).values(kind="instance_stored", study_instance_uid=study_uid,
+                                        sop_instance_uid=values["SOPInstanceUID"],
+                                        created_at=now))
+
+
+def _study_summaries(conn: Connection, study_pk: int, values: dict[str, Any]) -> dict[str, str]:
+    """ModalitiesInStudy and SOPClassesInStudy as ``\\A\\B\\`` strings, for LIKE matching."""
+    current = conn.execute(select(study.c.modalities_in_study, study.c.sop_classes_in_study)
+                           .where(study.c.id == study_pk)).one()
+    out: dict[str, str] = {}
+    for column, value, existing in (("modalities_in_study", values.get("Modality"), current[0]),
+                                    ("sop_classes_in_study", values.get("SOPClassUID"),
+                                     current[1])):
+        members = set(filter(None, (existing or "").split("\\")))
+        if value and value not in members:
+            members.add(str(value))
+            out[column] = "\\" + "\\".join(sorted(members)) + "\\"
+    return out
+
+
+def delete_instance_row(conn: Connection, sop_instance_uid: str) -> InstanceRow:
+    """Remove one instance row, fixing counts; empty series/studies/patients go too."""
+    row = find_instance(conn, sop_instance_uid)
+    if row is None:
+        raise NotFound(f"instance {sop_instance_uid} not found")
+    series_pk, study_pk = conn.execute(
+        select(series.c.id, series.c.study_id_fk).where(
+            series.c.series_instance_uid == row.series_instance_uid)).one()
+    conn.execute(delete(instance).where(instance.c.sop_instance_uid == sop_instance_uid))
+    conn.execute(update(series).where(series.c.id == series_pk).values(
+        number_of_instances=series.c.number_of_instances - 1,
+        size_bytes=series.c.size_bytes - row.size_bytes))
+    conn.execute(update(study).where(study.c.id == study_pk).values(
+        number_of_instances=study.c.number_of_instances - 1,
+        size_bytes=study.c.size_bytes - row.size_bytes))
+    remaining = conn.execute(select(func.count()).select_from(instance).where(
+        instance.c.series_id_fk == series_pk)).scalar_one()
+    if remaining == 0:
+        conn.execute(delete(series).where(series.c.id == series_pk))
+        conn.execute(update(study).where(study.c.id == study_pk).values(
+            number_of_series=study.c.number_of_series - 1))
+        modalities = sorted({m for (m,) in conn.execute(
+            select(series.c.modality).where(series.c.study_id_fk == study_pk)) if m})
+        conn.execute(update(study).where(study.c.id == study_pk).values(
+            modalities_in_study=("\\" + "\\".join(modalities) + "\\") if modalities else None))
+    return row
+
+
+def all_blob_keys(conn: Connection, keys: list[str]) -> set[str]:
+    """Which of ``keys`` are referenced by an instance row."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(k for (k,) in conn.execute(
+            select(instance.c.blob_key).where(instance.c.blob_key.in_(chunk))))
+    return found
+
+
+def count_totals(conn: Connection) -> dict[str, int]:
+    out = {name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+           for name, table in (("patients", patient), ("studies", study), ("series", series),
+                               ("instances", instance))}
+    out["size_bytes"] = int(conn.execute(
+        select(func.coalesce(func.sum(instance.c.size_bytes), 0))).scalar_one())
+    return out

@@ -1,0 +1,99 @@
+"""Queries over the index at PATIENT, STUDY, SERIES and IMAGE level, with stable paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, func, select
+
+from qoima.dicom.attributes import LEVEL_ORDER, Level, attributes_at
+from qoima.dicom.query import Query
+from qoima.index.matching import condition_clause
+from qoima.index.tables import instance, patient, series, study
+
+_TABLES = {Level.PATIENT: patient, Level.STUDY: study, Level.SERIES: series,
+           Level.IMAGE: instance}
+
+
+def _level_columns(level: Level) -> dict[str, Any]:
+    table = _TABLES[level]
+    columns: dict[str, Any] = {}
+    for attribute in attributes_at(level):
+        columns[attribute.keyword] = table.c[attribute.column]
+        if attribute.vr == "PN":
+            columns[f"{attribute.keyword}:norm"] = table.c[f"{attribute.column}_norm"]
+    return columns
+
+
+def _computed_columns(level: Level) -> dict[str, Any]:
+    if level == Level.STUDY:
+        return {"ModalitiesInStudy": study.c.modalities_in_study,
+                "SOPClassesInStudy": study.c.sop_classes_in_study,
+                "NumberOfStudyRelatedSeries": study.c.number_of_series,
+                "NumberOfStudyRelatedInstances": study.c.number_of_instances}
+    if level == Level.SERIES:
+        return {"NumberOfSeriesRelatedInstances": series.c.number_of_instances}
+    if level == Level.PATIENT:
+        other = study.alias("patient_study")
+        studies = (select(func.count()).select_from(other)
+                   .where(other.c.patient_id_fk == patient.c.id).scalar_subquery())
+        series_count = (select(func.coalesce(func.sum(other.c.number_of_series), 0))
+                        .where(other.c.patient_id_fk == patient.c.id).scalar_subquery())
+        instances = (select(func.coalesce(func.sum(other.c.number_of_instances), 0))
+                     .where(other.c.patient_id_fk == patient.c.id).scalar_subquery())
+        return {"NumberOfPatientRelatedStudies": studies,
+                "NumberOfPatientRelatedSeries": series_count,
+                "NumberOfPatientRelatedInstances": instances}
+    return {}
+
+
+def _joined(level: Level) -> tuple[Any, dict[str, Any]]:
+    """The FROM clause joining ``level`` with every level above it, and the columns available."""
+    columns: dict[str, Any] = {}
+    from_clause: Any = None
+    for current in LEVEL_ORDER[: LEVEL_ORDER.index(level) + 1]:
+        columns.update(_level_columns(current))
+        if current == level or current != Level.PATIENT:
+            columns.update(_computed_columns(current))
+        table = _TABLES[current]
+        if from_clause is None:
+            from_clause = table
+        elif current == Level.STUDY:
+            from_clause = from_clause.join(study, study.c.patient_id_fk == patient.c.id)
+        elif current == Level.SERIES:
+            from_clause = from_clause.join(series, series.c.study_id_fk == study.c.id)
+        else:
+            from_clause = from_clause.join(instance, instance.c.series_id_fk == series.c.id)
+    return from_clause, columns
+
+
+def build_select(query: Query) -> Select[Any]:
+    from_clause, columns = _joined(query.level)
+    selected = [column.label(keyword) for keyword, column in columns.items()
+                if not keyword.endswith(":norm")]
+    if query.level == Level.IMAGE:
+        selected += [instance.c.transfer_syntax_uid.label("_transfer_syntax_uid"),
+                     instance.c.blob_key.label("_blob_key"),
+                     instance.c.size_bytes.label("_size_bytes")]
+    if query.level == Level.STUDY:
+        selected += [study.c.ai_priority.label("_ai_priority"),
+                     study.c.updated_at.label("_updated_at")]
+    clauses = [condition_clause(c, columns) for c in query.conditions]
+    order_column = _TABLES[query.level].c.id
+    statement = select(*selected).select_from(from_clause).where(and_(*clauses))
+    statement = statement.order_by(order_column)
+    if query.limit is not None:
+        statement = statement.limit(query.limit)
+    if query.offset:
+        statement = statement.offset(query.offset)
+    return statement
+
+
+def find(conn: Connection, query: Query) -> list[dict[str, Any]]:
+    """Matches for ``query``: one dict per match, keyed by DICOM keyword (and ``_`` extras)."""
+    return [dict(row._mapping) for row in conn.execute(build_select(query))]
+
+
+def count(conn: Connection, query: Query) -> int:
+    inner = build_select(Query(query.level, query.conditions)).subquery()
+    return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())

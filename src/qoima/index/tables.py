@@ -1,0 +1,157 @@
+"""SQLAlchemy Core tables. Columns for indexed attributes come from dicom.attributes.
+
+Person names are also kept case-folded (``*_norm``) so that matching is case-insensitive by
+character for Cyrillic and Kazakh letters on every backend. Text matching columns use the "C"
+collation on PostgreSQL so that prefix ranges use the index.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeEngine
+
+from qoima.dicom.attributes import Level, attributes_at
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _text(length: int) -> TypeEngine[str]:
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+def _columns(level: Level) -> list[Column[object]]:
+    columns: list[Column[object]] = []
+    for attribute in attributes_at(level):
+        if attribute.vr in ("US", "IS"):
+            columns.append(Column(attribute.column, Integer, nullable=True))
+        else:
+            length = 64 if attribute.vr in ("UI", "SH", "LO", "CS", "AS", "DA", "TM") else 324
+            columns.append(Column(attribute.column, _text(length), nullable=True))
+        if attribute.vr == "PN":
+            columns.append(Column(f"{attribute.column}_norm", _text(324), nullable=True))
+    return columns
+
+
+patient = Table(
+    "patient",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    *_columns(Level.PATIENT),
+    Column("patient_key", _text(200), nullable=False, unique=True),  # PatientID + issuer
+    Column("created_at", Float, nullable=False),
+    Index("ix_patient_patient_id", "patient_id"),
+    Index("ix_patient_patient_name_norm", "patient_name_norm"),
+    Index("ix_patient_patient_birth_date", "patient_birth_date"),
+)
+
+study = Table(
+    "study",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id_fk", Integer, ForeignKey("patient.id"), nullable=False),
+    *_columns(Level.STUDY),
+    Column("modalities_in_study", _text(200), nullable=True),  # "\\CR\\DX\\" for LIKE matching
+    Column("sop_classes_in_study", Text, nullable=True),
+    Column("number_of_series", Integer, nullable=False, default=0),
+    Column("number_of_instances", Integer, nullable=False, default=0),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("ai_priority", Float, nullable=True),  # set by AI results; worklist sorts by it
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),  # last instance received: stability clock
+    UniqueConstraint("study_instance_uid"),
+    Index("ix_study_patient_id_fk", "patient_id_fk"),
+    Index("ix_study_study_date", "study_date"),
+    Index("ix_study_accession_number", "accession_number"),
+    Index("ix_study_modalities_in_study", "modalities_in_study"),
+    Index("ix_study_updated_at", "updated_at"),
+    Index("ix_study_referring_physician_name_norm", "referring_physician_name_norm"),
+    Index("ix_study_institution_name", "institution_name"),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_id_fk", Integer, ForeignKey("study.id"), nullable=False),
+    *_columns(Level.SERIES),
+    Column("number_of_instances", Integer, nullable=False, default=0),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("series_instance_uid"),
+    Index("ix_series_study_id_fk", "study_id_fk"),
+    Index("ix_series_modality", "modality"),
+)
+
+instance = Table(
+    "instance",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_id_fk", Integer, ForeignKey("series.id"), nullable=False),
+    *_columns(Level.IMAGE),
+    Column("transfer_syntax_uid", _text(64), nullable=False),
+    Column("blob_key", String(32), nullable=False, unique=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("origin", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("sop_instance_uid"),
+    Index("ix_instance_series_id_fk", "series_id_fk"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("study_instance_uid", _text(64), nullable=False),
+    Column("sop_instance_uid", _text(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_changes_study_instance_uid", "study_instance_uid"),
+)
+
+remote_ae = Table(
+    "remote_ae",
+    metadata,
+    Column("ae_title", String(16), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_instance_uid", _text(64), nullable=False),
+    Column("pipeline", String(100), nullable=False),
+    Column("model_version", String(50), nullable=False),
+    Column("status", String(16), nullable=False),  # pending, running, done, failed, skipped
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("result", Text, nullable=True),  # JSON summary of the findings
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("study_instance_uid", "pipeline", "model_version",
+                     name="uq_jobs_study_pipeline_version"),
+    Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),
+)

@@ -1,0 +1,106 @@
+"""Blobs as files under one root folder: temp file, fsync, rename. Knows nothing of DICOM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from qoima.errors import BackendUnavailable, NotFound
+from qoima.storage.base import check_key
+
+
+class FilesystemBlobStore:
+    """Keys ``ab12...`` live at ``root/ab/12/ab12...``; temp files in ``root/tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        return self.root / key[:2] / key[2:4] / key
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        temp = self.tmp / f"{key}.part"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise BackendUnavailable(f"cannot write blob {key!r}: {exc.strerror}") from exc
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key!r} not found") from exc
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as fh:
+                fh.seek(start)
+                return fh.read(length)
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key!r} not found") from exc
+
+    def open_stream(self, key: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        try:
+            fh = open(self._path(key), "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key!r} not found") from exc
+        return _chunks(fh, chunk_bytes)
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key!r} not found") from exc
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def keys_older_than(self, age_s: float) -> Iterator[str]:
+        cutoff = time.time() - age_s
+        for temp in self.tmp.glob("*.part"):  # left by a crash mid-write
+            with contextlib.suppress(OSError):
+                if temp.stat().st_mtime < cutoff:
+                    temp.unlink()
+        for path in self.root.glob("??/??/*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    yield path.name
+
+    def local_path(self, key: str) -> str | None:
+        return str(self._path(key))
+
+
+def _chunks(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
+    with fh:
+        while chunk := fh.read(chunk_bytes):
+            yield chunk
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Training of the shipped chest radiograph triage model (needs the `train` extra: torch)."""
