@@ -48,7 +48,7 @@ MOBILENET_V2_STAGES = [
     (6, 32, 3, 2),
     (6, 64, 4, 2),
     (6, 96, 3, 1),
-    (6, 160, 3, 2),
+    (6, 160, 3, 1),  # stride 1 (not 2): a 14x14 map for the CAM heatmap
     (6, 320, 1, 1),
 ]
 

@@ -1,0 +1,164 @@
+"""Composition root: settings -> index + storage -> archive -> DIMSE server, ASGI app, workers.
+
+pydicom's and pynetdicom's global switches are set here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom.config
+from pynetdicom import _config as pynetdicom_config
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from qoima.archive import Archive, ArchivePolicy
+from qoima.config import Settings
+from qoima.index.database import Database
+from qoima.storage import open_blob_store
+
+logger = logging.getLogger(__name__)
+
+
+def configure_libraries() -> None:
+    """Be lenient reading: accept what modalities send, with warnings, never crash on it."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.WARN
+    pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False  # identifiers carry PHI
+    pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+    pynetdicom_config.LOG_HANDLER_LEVEL = "none"
+    pynetdicom_config.CODECS = ("utf8", "iso8859_5", "latin_1")
+
+
+def build_archive(settings: Settings, *, upgrade: bool = True) -> Archive:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.effective_database_url,
+                        sqlite_synchronous=settings.sqlite_synchronous)
+    if upgrade:
+        database.upgrade()
+    blobs = open_blob_store(settings.effective_storage_url)
+    policy = ArchivePolicy(
+        duplicate_policy=settings.duplicate_policy,
+        max_instance_bytes=settings.max_instance_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        max_sequence_depth=settings.max_sequence_depth,
+        orphan_sweep_age_s=settings.orphan_sweep_age_s,
+    )
+    return Archive(database, blobs, policy)
+
+
+@dataclass
+class Services:
+    """Background services started with the HTTP server and stopped with it."""
+
+    starters: list[Callable[[], Callable[[], None]]] = field(default_factory=list)
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
+    is_ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        for starter in self.starters:
+            self.stoppers.append(starter())
+        self.is_ready.set()
+
+    def stop(self) -> None:
+        self.is_ready.clear()
+        while self.stoppers:
+            stopper = self.stoppers.pop()
+            try:
+                stopper()
+            except Exception:
+                logger.exception("error while stopping a service")
+
+
+def _start_dimse(archive: Archive, settings: Settings) -> Callable[[], None]:
+    from qoima.dimse.server import DimseOptions, start_server
+
+    server = start_server(archive, DimseOptions(
+        ae_title=settings.ae_title, host=settings.host, port=settings.dicom_port,
+        max_pdu_bytes=settings.max_pdu_bytes, dimse_timeout_s=settings.dimse_timeout_s,
+        network_timeout_s=settings.network_timeout_s,
+        max_associations=settings.max_associations))
+    return server.shutdown
+
+
+def _start_sweeper(archive: Archive, settings: Settings) -> Callable[[], None]:
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(min(settings.orphan_sweep_age_s, 3600.0)):
+            try:
+                archive.sweep_orphans()
+            except Exception:
+                logger.exception("orphan sweep failed")
+
+    thread = threading.Thread(target=loop, name="orphan-sweeper", daemon=True)
+    thread.start()
+    return stop.set
+
+
+def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> Starlette:
+    """The HTTP side: health, DICOMweb, the web UI and the REST API, in one Starlette app."""
+    routes: list[BaseRoute] = []
+    middleware: list[Middleware] = []
+
+    async def healthz(_request: Request) -> JSONResponse:
+        if not services.is_ready.is_set():
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok", "ae_title": settings.ae_title})
+
+    routes.append(Route("/healthz", healthz))
+    for extend in _route_providers():
+        routes.extend(extend(archive, settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        services.start()
+        logger.info("Qoima ready: DICOM %s:%d (%s), HTTP %s:%d", settings.host,
+                    settings.dicom_port, settings.ae_title, settings.host, settings.http_port)
+        try:
+            yield
+        finally:
+            services.stop()
+            archive.database.dispose()
+
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def _route_providers() -> list[Callable[[Archive, Settings], list[BaseRoute]]]:
+    """Each adapter contributes its routes; added here as the adapters are written."""
+    providers: list[Callable[[Archive, Settings], list[BaseRoute]]] = []
+    return providers
+
+
+def build_server_app(settings: Settings) -> tuple[Starlette, Services, Archive]:
+    """Everything ``qoima serve`` runs, wired but not started."""
+    configure_libraries()
+    archive = build_archive(settings)
+    removed = archive.sweep_orphans(age_s=0)  # nothing is in flight before we listen
+    if removed:
+        logger.warning("startup: removed %d orphaned blobs left by an earlier crash", removed)
+    services = Services()
+    services.starters.append(lambda: _start_dimse(archive, settings))
+    services.starters.append(lambda: _start_sweeper(archive, settings))
+    app = build_asgi_app(archive, settings, services)
+    return app, services, archive
+
+
+def run_server(settings: Settings) -> None:
+    import uvicorn
+
+    app, _services, _archive = build_server_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.http_port,
+                            log_level=settings.log_level.lower(), access_log=False,
+                            timeout_graceful_shutdown=10, lifespan="on")
+    uvicorn.Server(config).run()
+
+

@@ -1,0 +1,31 @@
+"""``qoima serve``: DIMSE and HTTP in one process on the embedded default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from qoima.cli.main import data_dir_option, settings_from, setup_logging
+
+
+@click.command()
+@data_dir_option
+@click.option("--ae-title", default=None, help="Our AE title (default QOIMA).")
+@click.option("--dicom-port", type=int, default=None, help="DIMSE port (default 11112).")
+@click.option("--http-port", type=int, default=None, help="HTTP port (default 8080).")
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--duplicate-policy", type=click.Choice(["reject", "overwrite"]), default=None,
+              help="Same SOP Instance UID with different content: reject (default) or overwrite.")
+def serve(**options: Any) -> None:
+    """Run the archive: DICOM network, DICOMweb and web UI in one process."""
+    from qoima.app import run_server
+
+    settings = settings_from(options)
+    setup_logging(settings.log_level)
+    run_server(settings)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve)
+

@@ -1,0 +1,112 @@
+"""The pynetdicom application entity: presentation contexts, event bindings, start and stop."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+from pydicom import uid
+from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom.events import Event
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from qoima.archive import Archive
+from qoima.dimse import handlers
+
+logger = logging.getLogger(__name__)
+
+# Transfer syntaxes accepted for storage, as received (never re-encoded on ingest).
+STORAGE_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.ExplicitVRBigEndian,
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLSLossless,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000Lossless,
+    uid.JPEG2000,
+    uid.RLELossless,
+)
+QUERY_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian,
+)
+QUERY_RETRIEVE_SOP_CLASSES = (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+
+@dataclass(frozen=True)
+class DimseOptions:
+    ae_title: str
+    host: str
+    port: int
+    max_pdu_bytes: int
+    dimse_timeout_s: float
+    network_timeout_s: float
+    max_associations: int
+
+
+def storage_sop_classes() -> list[str]:
+    """Every standard storage SOP class the SCP accepts."""
+    return [str(cx.abstract_syntax) for cx in StoragePresentationContexts]
+
+
+def build_ae(archive: Archive, options: DimseOptions) -> AE:
+    ae = AE(ae_title=options.ae_title)
+    ae.maximum_pdu_size = options.max_pdu_bytes
+    ae.dimse_timeout = options.dimse_timeout_s
+    ae.network_timeout = options.network_timeout_s
+    ae.acse_timeout = options.network_timeout_s
+    ae.maximum_associations = options.max_associations
+    ae.require_called_aet = False  # until access control exists any calling AE may connect
+    ae.add_supported_context(Verification, QUERY_TRANSFER_SYNTAXES)
+    for sop_class in storage_sop_classes():
+        # scu_role/scp_role: accept SCP/SCU role selection so C-GET can send back to the peer
+        ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES),
+                                 scu_role=True, scp_role=True)
+    for sop_class in QUERY_RETRIEVE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, QUERY_TRANSFER_SYNTAXES)
+    return ae
+
+
+def start_server(archive: Archive, options: DimseOptions) -> ThreadedAssociationServer:
+    """Start listening in background threads; returns the server (call ``shutdown``)."""
+    ae = build_ae(archive, options)
+    bound = handlers.DimseHandlers(archive, ae_title=options.ae_title)
+    events = [
+        (evt.EVT_CONN_OPEN, _set_no_delay),
+        (evt.EVT_C_ECHO, bound.handle_c_echo),
+        (evt.EVT_C_STORE, bound.handle_c_store),
+        (evt.EVT_C_FIND, bound.handle_c_find),
+        (evt.EVT_C_GET, bound.handle_c_get),
+        (evt.EVT_C_MOVE, bound.handle_c_move),
+    ]
+    server = ae.start_server((options.host, options.port), block=False, evt_handlers=events)
+    logger.info("DIMSE listening on %s:%d as %s", options.host, options.port, options.ae_title)
+    return server
+
+
+def _set_no_delay(event: Event) -> None:
+    # Nagle + delayed ACK costs ~40 ms per DIMSE message exchange.
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
