@@ -61,12 +61,12 @@ class Database:
             raise BackendUnavailable(f"database unavailable: {str(exc.orig)[:200]}") from exc
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision of every branch."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")  # one branch per feature area
 
     def dispose(self) -> None:
         self.engine.dispose()
