@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from qoima.dicom.iin import InvalidIin, check_digit, is_valid_iin, make_iin, parse_iin
+from qoima.dicom.iin import InvalidIinError, check_digit, is_valid_iin, make_iin, parse_iin
 
 
 def _checksum_by_hand(first_eleven: str) -> int | None:
@@ -46,7 +46,7 @@ def test_second_weight_pass_is_used() -> None:
 def test_wrong_check_digit_rejected() -> None:
     value = make_iin(datetime.date(1985, 1, 1), "M", 1)
     wrong = value[:11] + str((int(value[11]) + 1) % 10)
-    with pytest.raises(InvalidIin) as info:
+    with pytest.raises(InvalidIinError) as info:
         parse_iin(wrong)
     assert info.value.reason == "checksum"
 
@@ -59,7 +59,7 @@ def test_wrong_check_digit_rejected() -> None:
     ("900230401234", "date"),
 ])
 def test_malformed_iins_give_a_reason(value: str, reason: str) -> None:
-    with pytest.raises(InvalidIin) as info:
+    with pytest.raises(InvalidIinError) as info:
         parse_iin(value)
     assert info.value.reason == reason
 

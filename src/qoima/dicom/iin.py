@@ -18,7 +18,7 @@ _SECOND_WEIGHTS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
 _CENTURY_BY_DIGIT = {1: 1800, 2: 1800, 3: 1900, 4: 1900, 5: 2000, 6: 2000}
 
 
-class InvalidIin(QoimaError):
+class InvalidIinError(QoimaError):
     """An IIN that is not valid; ``reason`` is a stable code the UI translates."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -44,30 +44,30 @@ def check_digit(first_eleven: str) -> int | None:
 
 
 def parse_iin(value: str) -> Iin:
-    """Validate an IIN and return its birth date and sex; raise InvalidIin saying why."""
+    """Validate an IIN and return its birth date and sex; raise InvalidIinError saying why."""
     text = value.strip()
     if len(text) != 12:
-        raise InvalidIin("length", f"an IIN has 12 digits, this one has {len(text)} characters")
+        raise InvalidIinError("length", f"an IIN has 12 digits, this one has {len(text)} characters")
     if not text.isascii() or not text.isdigit():
-        raise InvalidIin("digits", "an IIN contains only the digits 0-9")
+        raise InvalidIinError("digits", "an IIN contains only the digits 0-9")
     century_digit = int(text[6])
     if century_digit not in _CENTURY_BY_DIGIT:
-        raise InvalidIin("century", f"7th digit {century_digit} is not a century-and-sex code 1-6")
+        raise InvalidIinError("century", f"7th digit {century_digit} is not a century-and-sex code 1-6")
     year = _CENTURY_BY_DIGIT[century_digit] + int(text[0:2])
     try:
         birth_date = datetime.date(year, int(text[2:4]), int(text[4:6]))
     except ValueError as exc:
-        raise InvalidIin("date", "the first six digits are not a valid birth date YYMMDD") from exc
+        raise InvalidIinError("date", "the first six digits are not a valid birth date YYMMDD") from exc
     expected = check_digit(text[:11])
     if expected is None or expected != int(text[11]):
-        raise InvalidIin("checksum", "the check digit (12th) does not match")
+        raise InvalidIinError("checksum", "the check digit (12th) does not match")
     return Iin(text, birth_date, "M" if century_digit % 2 else "F")
 
 
 def is_valid_iin(value: str) -> bool:
     try:
         parse_iin(value)
-    except InvalidIin:
+    except InvalidIinError:
         return False
     return True
 

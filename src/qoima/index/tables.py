@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -155,3 +156,60 @@ jobs = Table(
                      name="uq_jobs_study_pipeline_version"),
     Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),
 )
+
+# Web app (issue 5): claims, reports, addenda and the facility -> region map --------------------
+
+study_claim = Table(
+    "study_claim",
+    metadata,
+    Column("study_instance_uid", _text(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("claimed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+report = Table(
+    "report",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_instance_uid", _text(64), nullable=False),
+    Column("status", String(16), nullable=False),  # draft, signed
+    Column("template", String(64), nullable=True),
+    Column("findings", Text, nullable=True),
+    Column("impression", Text, nullable=True),
+    Column("ai_agreement", String(16), nullable=True),  # agree, disagree; AI ground truth
+    Column("ai_finding", String(200), nullable=True),  # what the AI said when the reader judged it
+    Column("author", String(128), nullable=False),
+    Column("sr_sop_instance_uid", _text(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("signed_at", Float, nullable=True),
+    UniqueConstraint("study_instance_uid"),
+    Index("ix_report_status", "status"),
+)
+
+report_addendum = Table(
+    "report_addendum",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("report_id", Integer, ForeignKey("report.id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("sr_sop_instance_uid", _text(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_report_addendum_report_id", "report_id"),
+)
+
+facility_region = Table(
+    "facility_region",
+    metadata,
+    Column("institution_name", _text(64), primary_key=True),
+    Column("region", String(128), nullable=False),
+)
+
+# Worklist order: AI priority (unscored last), then waiting time.
+Index("ix_study_worklist_order", func.coalesce(study.c.ai_priority, -1.0).desc(),
+      study.c.created_at)
+
+# AI (issue 4): when the scheduler last looked at the study; older than updated_at = look again.
+study.append_column(Column("ai_scheduled_at", Float, nullable=True))
