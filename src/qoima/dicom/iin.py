@@ -47,17 +47,17 @@ def parse_iin(value: str) -> Iin:
     """Validate an IIN and return its birth date and sex; raise InvalidIinError saying why."""
     text = value.strip()
     if len(text) != 12:
-        raise InvalidIinError("length", f"an IIN has 12 digits, this one has {len(text)} characters")
+        raise InvalidIinError("length", f"an IIN has 12 digits, not {len(text)} characters")
     if not text.isascii() or not text.isdigit():
         raise InvalidIinError("digits", "an IIN contains only the digits 0-9")
     century_digit = int(text[6])
     if century_digit not in _CENTURY_BY_DIGIT:
-        raise InvalidIinError("century", f"7th digit {century_digit} is not a century-and-sex code 1-6")
+        raise InvalidIinError("century", f"7th digit {century_digit} is not a century/sex code")
     year = _CENTURY_BY_DIGIT[century_digit] + int(text[0:2])
     try:
         birth_date = datetime.date(year, int(text[2:4]), int(text[4:6]))
     except ValueError as exc:
-        raise InvalidIinError("date", "the first six digits are not a valid birth date YYMMDD") from exc
+        raise InvalidIinError("date", "digits 1-6 are not a birth date YYMMDD") from exc
     expected = check_digit(text[:11])
     if expected is None or expected != int(text[11]):
         raise InvalidIinError("checksum", "the check digit (12th) does not match")
