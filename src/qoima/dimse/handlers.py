@@ -10,7 +10,10 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import build_context
 from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext
 
 from qoima.archive import Archive, StoredInstance
 from qoima.dicom.attributes import (
@@ -151,8 +154,11 @@ class DimseHandlers:
             raise InvalidQuery("retrieve without any unique key")
         return self.archive.instances_for(query)
 
-    def _datasets(self, event: Event, instances: list[StoredInstance]
+    def _datasets(self, event: Event, instances: list[StoredInstance],
+                  accepted: set[tuple[str, str]] | None = None
                   ) -> Iterator[tuple[int, Dataset | None]]:
+        """Datasets to send; decompressed when the peer accepted no context for the stored
+        transfer syntax (``accepted`` known for C-GET only)."""
         for stored in instances:
             if event.is_cancelled:
                 yield statuses.STATUS_CANCEL, None
@@ -162,7 +168,16 @@ class DimseHandlers:
             except NotFound:
                 logger.error("blob missing for instance %s", stored.sop_instance_uid)
                 continue
-            yield statuses.STATUS_PENDING, pydicom.dcmread(io.BytesIO(data))
+            ds = pydicom.dcmread(io.BytesIO(data))
+            syntax = UID(stored.transfer_syntax_uid)
+            if (accepted is not None and syntax.is_compressed
+                    and (stored.sop_class_uid, str(syntax)) not in accepted):
+                try:
+                    ds.decompress(generate_instance_uid=False)
+                except Exception as exc:  # codec missing or corrupt pixel data
+                    logger.warning("cannot decompress %s for the peer: %s",
+                                   stored.sop_instance_uid, exc)
+            yield statuses.STATUS_PENDING, ds
 
     def handle_c_get(self, event: Event) -> Iterator[Any]:
         try:
@@ -173,8 +188,10 @@ class DimseHandlers:
             yield _status(statuses.query_status_for(exc), str(exc)), None
             return
         logger.info("C-GET %s instances=%d", event.assoc.requestor.ae_title, len(instances))
+        accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+                    for cx in event.assoc.accepted_contexts if cx.transfer_syntax}
         yield len(instances)
-        yield from self._datasets(event, instances)
+        yield from self._datasets(event, instances, accepted)
 
     def handle_c_move(self, event: Event) -> Iterator[Any]:
         destination = str(event.move_destination).strip()
@@ -195,9 +212,22 @@ class DimseHandlers:
             return
         logger.info("C-MOVE %s -> %s instances=%d", event.assoc.requestor.ae_title,
                     destination, len(instances))
-        yield remote.host, remote.port
+        yield remote.host, remote.port, {"contexts": move_contexts(instances)}
         yield len(instances)
         yield from self._datasets(event, instances)
+
+
+def move_contexts(instances: list[StoredInstance]) -> list[PresentationContext]:
+    """Storage contexts to propose to a C-MOVE destination: each stored transfer syntax, and
+    uncompressed as a fallback (at most 128 contexts, PS3.8 9.3.2.2)."""
+    contexts: dict[tuple[str, tuple[str, ...]], None] = {}
+    for stored in instances:
+        contexts[(stored.sop_class_uid, (stored.transfer_syntax_uid,))] = None
+        contexts[(stored.sop_class_uid, (ExplicitVRLittleEndian, ImplicitVRLittleEndian))] = None
+    out = []
+    for sop_class, syntaxes in list(contexts)[:128]:
+        out.append(build_context(sop_class, list(syntaxes)))
+    return out
 
 
 def _status(code: int, comment: str) -> Dataset:
