@@ -1,0 +1,182 @@
+"""STOW-RS (PS3.18 10.5): multipart/related application/dicom in, the one ingest path, a
+PS3.18 Table 10.5.3-1 response out. Never a 200 when something was not stored."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from qoima.archive import Archive, StoreResult
+from qoima.dicom.json_model import dataset_to_json
+from qoima.dicomweb import multipart
+from qoima.dicomweb.errors import BadRequestError, UnsupportedMediaTypeError
+from qoima.dicomweb.uids import path_uid
+from qoima.errors import BackendUnavailable, Conflict, InvalidDicom
+
+logger = logging.getLogger(__name__)
+
+MEDIA_TYPE_DICOM = "application/dicom"
+MEDIA_TYPE_DICOM_JSON = "application/dicom+json"
+# PS3.18 Table 10.5.3-2 failure reasons (PS3.4 Annex B.2.3 storage statuses)
+FAILURE_PROCESSING = 0x0110
+FAILURE_DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4.2: same UID, different content
+FAILURE_OUT_OF_RESOURCES = 0xA700
+FAILURE_CANNOT_UNDERSTAND = 0xC000
+FAILURE_STUDY_UID_MISMATCH = 0xC409  # instance not in the study named by the request URI
+HTTP_OK = 200
+HTTP_ACCEPTED = 202
+HTTP_CONFLICT = 409
+
+
+@dataclass(frozen=True)
+class PartOutcome:
+    sop_class_uid: str
+    sop_instance_uid: str
+    result: StoreResult | None = None
+    failure_reason: int = 0
+
+
+def _peek_uids(data: bytes) -> tuple[str, str]:
+    """Best-effort SOP Class/Instance UIDs of a part that could not be stored."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True,
+                             specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        return (str(ds.get("SOPClassUID", "") or "")[:64],
+                str(ds.get("SOPInstanceUID", "") or "")[:64])
+    except Exception:
+        return "", ""
+
+
+def store_part(archive: Archive, data: bytes, origin: str, study_instance_uid: str | None
+               ) -> PartOutcome:
+    """Store one part through ``archive.store_instance``; failures become FailureReasons."""
+    if study_instance_uid is not None:
+        # PS3.18 10.5.1.2: instances of another study are refused, nothing is stored
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True,
+                                 specific_tags=["StudyInstanceUID"])
+            is_other_study = str(ds.get("StudyInstanceUID", "")).strip() != study_instance_uid
+        except Exception:
+            is_other_study = False  # unreadable: store_instance says why
+        if is_other_study:
+            return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_STUDY_UID_MISMATCH)
+    try:
+        result = archive.store_instance(data, origin)
+    except InvalidDicom as exc:
+        logger.info("STOW part refused: %s", exc)
+        return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_CANNOT_UNDERSTAND)
+    except Conflict as exc:
+        logger.info("STOW part refused: %s", exc)
+        return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_DUPLICATE_SOP_INSTANCE)
+    except BackendUnavailable:
+        logger.exception("STOW part not stored: backend unavailable")
+        return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_OUT_OF_RESOURCES)
+    return PartOutcome(result.sop_class_uid, result.sop_instance_uid, result=result)
+
+
+def _response_dataset(outcomes: list[PartOutcome], base_url: str) -> Dataset:
+    ds = Dataset()
+    stored = [o for o in outcomes if o.result is not None]
+    failed = [o for o in outcomes if o.result is None]
+    study_uids = {o.result.study_instance_uid for o in stored if o.result}
+    if len(study_uids) == 1:
+        ds.RetrieveURL = f"{base_url}/studies/{next(iter(study_uids))}"
+    if failed:
+        items = []
+        for outcome in failed:
+            item = Dataset()
+            item.ReferencedSOPClassUID = outcome.sop_class_uid
+            item.ReferencedSOPInstanceUID = outcome.sop_instance_uid
+            item.FailureReason = outcome.failure_reason
+            items.append(item)
+        ds.FailedSOPSequence = items
+    if stored:
+        items = []
+        for result in (o.result for o in stored):
+            if result is None:
+                continue
+            item = Dataset()
+            item.ReferencedSOPClassUID = result.sop_class_uid
+            item.ReferencedSOPInstanceUID = result.sop_instance_uid
+            item.RetrieveURL = (f"{base_url}/studies/{result.study_instance_uid}/series/"
+                                f"{result.series_instance_uid}/instances/"
+                                f"{result.sop_instance_uid}")
+            items.append(item)
+        ds.ReferencedSOPSequence = items
+    return ds
+
+
+def status_for_outcomes(outcomes: list[PartOutcome]) -> int:
+    """PS3.18 10.5.3: 200 all stored, 202 some stored, 409 none stored."""
+    stored = sum(1 for o in outcomes if o.result is not None)
+    if stored == len(outcomes):
+        return HTTP_OK
+    return HTTP_ACCEPTED if stored else HTTP_CONFLICT
+
+
+def _origin(request: Request) -> str:
+    client = request.client
+    return f"stow-rs:{client.host if client else 'unknown'}"
+
+
+def dicomweb_base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/dicomweb"
+
+
+async def store_instances(request: Request, archive: Archive, max_part_bytes: int) -> Response:
+    """POST /studies[/{study}]."""
+    study_instance_uid = None
+    if "study" in request.path_params:
+        study_instance_uid = path_uid(request, "study")
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() == MEDIA_TYPE_DICOM:
+        body = await request.body()
+        datas = [body]
+    else:
+        part_type, boundary = multipart.boundary_of(content_type)
+        if part_type and part_type != MEDIA_TYPE_DICOM:
+            raise UnsupportedMediaTypeError(f"STOW-RS accepts parts of type {MEDIA_TYPE_DICOM}, "
+                                       f"not {part_type[:60]!r}")
+        parts = await multipart.read_parts(request.stream(), boundary,
+                                           max_part_bytes=max_part_bytes)
+        try:
+            for part in parts:
+                declared = part.content_type.split(";")[0].strip().lower()
+                if declared and declared != MEDIA_TYPE_DICOM:
+                    raise UnsupportedMediaTypeError(f"part of type {declared[:60]!r}; only "
+                                               f"{MEDIA_TYPE_DICOM} is accepted")
+            if not parts:
+                raise BadRequestError("multipart body has no parts")
+            outcomes = []
+            origin = _origin(request)
+            for part in parts:
+                data = part.read()
+                part.close()
+                outcomes.append(await run_in_threadpool(
+                    store_part, archive, data, origin, study_instance_uid))
+                del data
+        finally:
+            for part in parts:
+                part.close()
+        return _answer(outcomes, request)
+    if not datas[0]:
+        raise BadRequestError("empty request body")
+    outcome = await run_in_threadpool(store_part, archive, datas[0], _origin(request),
+                                      study_instance_uid)
+    return _answer([outcome], request)
+
+
+def _answer(outcomes: list[PartOutcome], request: Request) -> Response:
+    body: dict[str, Any] = dataset_to_json(_response_dataset(outcomes, dicomweb_base(request)))
+    status = status_for_outcomes(outcomes)
+    logger.info("STOW-RS: %d parts, %d stored -> %d", len(outcomes),
+                sum(1 for o in outcomes if o.result is not None), status)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE_DICOM_JSON)

@@ -1,0 +1,418 @@
+"""WADO-RS (PS3.18 10.4): instances, metadata, frames, bulk data, rendered images, thumbnails.
+
+Instances stream from the blob store part by part, so a large study never sits in memory.
+Metadata comes from the header only (pixel data is not read) and is cached per blob.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.pixels import pixel_array
+from pydicom.uid import UID, ExplicitVRLittleEndian
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from qoima.archive import Archive, StoredInstance
+from qoima.dicom.attributes import Level
+from qoima.dicom.json_model import dataset_to_json
+from qoima.dicom.query import Condition, Query
+from qoima.dicom.rendering import (
+    RENDERED_MEDIA_TYPES,
+    RenderOptions,
+    parse_window,
+    render_frame,
+)
+from qoima.dicomweb import multipart
+from qoima.dicomweb.accept import MediaRange, choose, multipart_part_types
+from qoima.dicomweb.errors import BadRequestError, NotAcceptableError
+from qoima.dicomweb.stow import dicomweb_base
+from qoima.dicomweb.transcoding import WRITABLE_SYNTAXES, transcode
+from qoima.dicomweb.uids import path_uid
+from qoima.errors import NotFound
+
+logger = logging.getLogger(__name__)
+
+MEDIA_TYPE_DICOM = "application/dicom"
+MEDIA_TYPE_DICOM_JSON = "application/dicom+json"
+MEDIA_TYPE_OCTET_STREAM = "application/octet-stream"
+DEFAULT_TRANSFER_SYNTAX = str(ExplicitVRLittleEndian)  # PS3.18 8.7.3.5.2
+TAG_PIXEL_DATA = 0x7FE00010
+THUMBNAIL_VIEWPORT = (128, 128)
+CHUNK_BYTES = 1 << 20
+# PS3.18 Table 8.7.3-2: the media type of a compressed frame, by transfer syntax
+FRAME_MEDIA_TYPES = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg", "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg", "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2", "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.201": "image/jphc", "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc", "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+
+
+# Finding instances ---------------------------------------------------------------------------
+def _conditions(request: Request) -> tuple[Condition, ...]:
+    conditions = [Condition("StudyInstanceUID", "uid_list", values=(path_uid(request, "study"),))]
+    if "series" in request.path_params:
+        conditions.append(Condition("SeriesInstanceUID", "uid_list",
+                                    values=(path_uid(request, "series"),)))
+    if "instance" in request.path_params:
+        conditions.append(Condition("SOPInstanceUID", "uid_list",
+                                    values=(path_uid(request, "instance"),)))
+    return tuple(conditions)
+
+
+def find_instances(archive: Archive, conditions: tuple[Condition, ...]) -> list[StoredInstance]:
+    """Stored instances under the resource named by ``conditions``; NotFound when none."""
+    instances = archive.instances_for(Query(Level.IMAGE, conditions))
+    if not instances:
+        uids = "/".join(c.values[0] for c in conditions)
+        raise NotFound(f"no instances under {uids}")
+    return instances
+
+
+def _open(archive: Archive, stored: StoredInstance) -> str | BinaryIO:
+    path = archive.local_path(stored)
+    return path if path is not None else io.BytesIO(archive.read_instance(stored))
+
+
+def transcode_instance(archive: Archive, stored: StoredInstance, transfer_syntax_uid: str
+                       ) -> bytes:
+    return transcode(_open(archive, stored), transfer_syntax_uid)
+
+
+def instance_url(base: str, stored: StoredInstance) -> str:
+    return (f"{base}/studies/{stored.study_instance_uid}/series/"
+            f"{stored.series_instance_uid}/instances/{stored.sop_instance_uid}")
+
+
+# Headers and metadata -----------------------------------------------------------------------
+class HeaderCache:
+    """Parsed headers by blob key. Blobs never change, so entries never go stale."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._entries: OrderedDict[str, Dataset] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def header(self, archive: Archive, stored: StoredInstance) -> Dataset:
+        with self._lock:
+            ds = self._entries.get(stored.blob_key)
+            if ds is not None:
+                self._entries.move_to_end(stored.blob_key)
+                return ds
+        # stop_before_pixels: the pixel data is neither read nor kept
+        ds = pydicom.dcmread(_open(archive, stored), force=True, stop_before_pixels=True)
+        with self._lock:
+            self._entries[stored.blob_key] = ds
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return ds
+
+
+def _metadata_json(ds: Dataset, stored: StoredInstance, base: str) -> dict[str, Any]:
+    url = instance_url(base, stored)
+
+    def bulk_data_uri(element: DataElement) -> str:
+        return f"{url}/bulkdata/{element.tag:08X}"
+
+    body = dataset_to_json(ds, bulk_data_uri)
+    if "Rows" in ds and "Columns" in ds:
+        is_encapsulated = UID(stored.transfer_syntax_uid).is_compressed
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        body["7FE00010"] = {"vr": "OB" if is_encapsulated or bits <= 8 else "OW",
+                            "BulkDataURI": f"{url}/bulkdata/7FE00010"}
+    return body
+
+
+# Negotiating transfer syntaxes --------------------------------------------------------------
+@dataclass(frozen=True)
+class InstanceChoice:
+    transfer_syntax_uid: str
+    is_as_stored: bool
+
+
+def dicom_part_ranges(request: Request) -> list[MediaRange]:
+    """The acceptable application/dicom parts; 406 when the client accepts none."""
+    header = request.query_params.get("accept") or request.headers.get("accept")
+    ranges = [r for r in multipart_part_types(header, MEDIA_TYPE_DICOM)
+              if r.matches(MEDIA_TYPE_DICOM)]
+    if not ranges:
+        raise NotAcceptableError("only multipart/related; type=\"application/dicom\" is offered")
+    return ranges
+
+
+def choose_syntax(ranges: list[MediaRange], stored_syntax: str) -> InstanceChoice:
+    for media_range in ranges:
+        wanted = media_range.params.get("transfer-syntax", DEFAULT_TRANSFER_SYNTAX)
+        if wanted in ("*", stored_syntax):
+            return InstanceChoice(stored_syntax, True)
+        if wanted in WRITABLE_SYNTAXES:
+            return InstanceChoice(wanted, False)
+    raise NotAcceptableError("none of the requested transfer syntaxes can be produced")
+
+
+# WADO-RS handlers ---------------------------------------------------------------------------
+async def retrieve_instances(request: Request, archive: Archive) -> Response:
+    """GET /studies/{study}[/series/{series}[/instances/{instance}]]: multipart DICOM."""
+    ranges = dicom_part_ranges(request)
+    conditions = _conditions(request)
+    instances = await run_in_threadpool(find_instances, archive, conditions)
+    choices = [choose_syntax(ranges, stored.transfer_syntax_uid) for stored in instances]
+    first: bytes | None = None
+    if not choices[0].is_as_stored:
+        # Fail before the first byte when the conversion is impossible: 406, not a cut stream
+        first = await run_in_threadpool(transcode_instance, archive, instances[0],
+                                        choices[0].transfer_syntax_uid)
+    boundary = multipart.new_boundary()
+
+    async def body() -> AsyncIterator[bytes]:
+        for index, (stored, choice) in enumerate(zip(instances, choices, strict=True)):
+            part_type = f"{MEDIA_TYPE_DICOM}; transfer-syntax={choice.transfer_syntax_uid}"
+            if choice.is_as_stored:
+                yield multipart.part_header(boundary, part_type,
+                                            {"Content-Length": str(stored.size_bytes)})
+                chunks = await run_in_threadpool(archive.stream_instance, stored, CHUNK_BYTES)
+                async for chunk in iterate_in_threadpool(chunks):
+                    yield chunk
+            else:
+                data = first if index == 0 and first is not None else await run_in_threadpool(
+                    transcode_instance, archive, stored, choice.transfer_syntax_uid)
+                yield multipart.part_header(boundary, part_type,
+                                            {"Content-Length": str(len(data))})
+                yield data
+            yield multipart.CRLF
+        yield multipart.closing(boundary)
+
+    logger.info("WADO-RS retrieve: %d instances", len(instances))
+    return StreamingResponse(body(), media_type=multipart.content_type(boundary, MEDIA_TYPE_DICOM))
+
+
+async def retrieve_metadata(request: Request, archive: Archive, headers: HeaderCache
+                            ) -> Response:
+    """GET .../metadata: DICOM JSON of each instance's header, bulk data as BulkDataURIs."""
+    accept = request.query_params.get("accept") or request.headers.get("accept")
+    choose(accept, [MEDIA_TYPE_DICOM_JSON, "application/json"])
+    conditions = _conditions(request)
+    base = dicomweb_base(request)
+
+    def work() -> bytes:
+        import json
+
+        instances = find_instances(archive, conditions)
+        body = [_metadata_json(headers.header(archive, stored), stored, base)
+                for stored in instances]
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    return Response(await run_in_threadpool(work), media_type=MEDIA_TYPE_DICOM_JSON)
+
+
+def parse_frame_numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise BadRequestError(f"frame list {text[:40]!r} is not comma-separated numbers") from exc
+    if not numbers or min(numbers) < 1 or len(numbers) > 10_000:
+        raise BadRequestError("frame numbers start at 1")
+    return numbers
+
+
+def _number_of_frames(ds: Dataset) -> int:
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _frame_bytes(source: str | BinaryIO, numbers: list[int], keep_compressed: bool
+                 ) -> tuple[list[bytes], str]:
+    """The requested frames, compressed as stored or as native little-endian pixels."""
+    ds = pydicom.dcmread(source, force=True)
+    if "PixelData" not in ds:
+        raise NotFound("the instance has no pixel data")
+    frames = _number_of_frames(ds)
+    if max(numbers) > frames:
+        raise NotFound(f"frame {max(numbers)} requested, the instance has {frames}")
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian)))
+    if syntax.is_compressed and keep_compressed:
+        compressed = list(generate_frames(ds.PixelData, number_of_frames=frames))
+        return [compressed[n - 1] for n in numbers], FRAME_MEDIA_TYPES.get(
+            str(syntax), MEDIA_TYPE_OCTET_STREAM)
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    if not syntax.is_compressed and syntax.is_little_endian and bits % 8 == 0:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        size = rows * columns * int(ds.get("SamplesPerPixel", 1) or 1) * bits // 8
+        data = ds.PixelData
+        return [data[(n - 1) * size: n * size] for n in numbers], MEDIA_TYPE_OCTET_STREAM
+    try:
+        return ([np.ascontiguousarray(pixel_array(ds, index=n - 1, as_rgb=False)).tobytes()
+                 for n in numbers], MEDIA_TYPE_OCTET_STREAM)
+    except Exception as exc:
+        raise NotAcceptableError(f"pixel data cannot be decoded: {type(exc).__name__}") from exc
+
+
+async def retrieve_frames(request: Request, archive: Archive) -> Response:
+    """GET .../frames/{frames}: one part per frame."""
+    numbers = parse_frame_numbers(str(request.path_params["frames"]))
+    header = request.query_params.get("accept") or request.headers.get("accept")
+    ranges = multipart_part_types(header, MEDIA_TYPE_OCTET_STREAM)
+    keep_compressed = any(r.params.get("transfer-syntax") == "*" or
+                          (r.media_type.startswith("image/") and r.media_type != "image/*")
+                          for r in ranges)
+    if not any(r.matches(MEDIA_TYPE_OCTET_STREAM) for r in ranges) and not keep_compressed:
+        raise NotAcceptableError("frames are offered as application/octet-stream or as stored")
+    instances = await run_in_threadpool(find_instances, archive, _conditions(request))
+    frames, media_type = await run_in_threadpool(
+        lambda: _frame_bytes(_open(archive, instances[0]), numbers, keep_compressed))
+    if media_type != MEDIA_TYPE_OCTET_STREAM and not any(r.matches(media_type)
+                                                         or r.params.get("transfer-syntax") == "*"
+                                                         for r in ranges):
+        raise NotAcceptableError(f"frames are stored as {media_type}")
+    return _multipart_response(frames, media_type)
+
+
+def _multipart_response(parts: list[bytes], media_type: str) -> Response:
+    boundary = multipart.new_boundary()
+    chunks: list[bytes] = []
+    for part in parts:
+        chunks += [multipart.part_header(boundary, media_type,
+                                         {"Content-Length": str(len(part))}), part, multipart.CRLF]
+    chunks.append(multipart.closing(boundary))
+    return Response(b"".join(chunks), media_type=multipart.content_type(boundary, media_type))
+
+
+async def retrieve_bulkdata(request: Request, archive: Archive) -> Response:
+    """GET .../bulkdata/{tag}: the value of one top-level attribute as octet-stream."""
+    raw_tag = str(request.path_params["tag"])
+    try:
+        tag = int(raw_tag, 16)
+    except ValueError as exc:
+        raise BadRequestError(f"{raw_tag[:20]!r} is not an attribute tag") from exc
+    if len(raw_tag) != 8:
+        raise BadRequestError(f"{raw_tag[:20]!r} is not an attribute tag")
+    header = request.query_params.get("accept") or request.headers.get("accept")
+    if not any(r.matches(MEDIA_TYPE_OCTET_STREAM) or r.params.get("transfer-syntax") == "*"
+               for r in multipart_part_types(header, MEDIA_TYPE_OCTET_STREAM)):
+        raise NotAcceptableError("bulk data is offered as application/octet-stream")
+    instances = await run_in_threadpool(find_instances, archive, _conditions(request))
+    if tag == TAG_PIXEL_DATA:
+        def all_frames() -> tuple[list[bytes], str]:
+            ds = pydicom.dcmread(_open(archive, instances[0]), force=True,
+                                 stop_before_pixels=True)
+            numbers = list(range(1, _number_of_frames(ds) + 1))
+            return _frame_bytes(_open(archive, instances[0]), numbers, False)
+
+        frames, media_type = await run_in_threadpool(all_frames)
+        return _multipart_response(frames, media_type)
+
+    def value() -> bytes:
+        ds = pydicom.dcmread(_open(archive, instances[0]), force=True, stop_before_pixels=True)
+        if tag not in ds:
+            raise NotFound(f"attribute {tag:08X} is not in the instance")
+        element = ds[tag]
+        if isinstance(element.value, bytes):
+            return element.value
+        raise NotFound(f"attribute {tag:08X} is not bulk data")
+
+    return _multipart_response([await run_in_threadpool(value)], MEDIA_TYPE_OCTET_STREAM)
+
+
+# Rendered and thumbnails --------------------------------------------------------------------
+def render_options(request: Request, *, viewport: tuple[int, int] | None = None
+                   ) -> RenderOptions:
+    """PS3.18 8.3.5.1: window, viewport and quality parameters, Accept image/jpeg or png."""
+    header = request.query_params.get("accept") or request.headers.get("accept")
+    media_type, _ = choose(header, list(RENDERED_MEDIA_TYPES))
+    params = request.query_params
+    try:
+        window = parse_window(params["window"]) if "window" in params else None
+        if "viewport" in params:
+            width, height = (int(v) for v in params["viewport"].split(",")[:2])
+            if not (0 < width <= 8192 and 0 < height <= 8192):
+                raise ValueError("viewport out of range")
+            viewport = (width, height)
+        quality = int(params.get("quality", "90"))
+        if not 1 <= quality <= 100:
+            raise ValueError("quality must be 1 to 100")
+    except ValueError as exc:
+        raise BadRequestError(f"bad rendering parameter: {exc}") from exc
+    return RenderOptions(media_type, window, viewport, quality)
+
+
+def render_instance(archive: Archive, headers: HeaderCache, stored: StoredInstance,
+                    frame_number: int, options: RenderOptions) -> bytes:
+    """One frame of ``stored`` rendered for display."""
+    ds = headers.header(archive, stored)
+    if "Rows" not in ds:
+        raise NotAcceptableError("the instance has no image to render")
+    frames = _number_of_frames(ds)
+    if not 1 <= frame_number <= frames:
+        raise NotFound(f"frame {frame_number} requested, the instance has {frames}")
+    try:
+        pixels = pixel_array(_open(archive, stored), index=frame_number - 1)
+        return render_frame(pixels, ds, frame_number - 1, options)
+    except Exception as exc:
+        logger.warning("cannot render %s: %s: %s", stored.sop_instance_uid,
+                       type(exc).__name__, str(exc)[:160])
+        raise NotAcceptableError(f"the image cannot be rendered: {type(exc).__name__}") from exc
+
+
+async def retrieve_rendered(request: Request, archive: Archive, headers: HeaderCache
+                            ) -> Response:
+    """GET .../instances/{instance}[/frames/{frames}]/rendered."""
+    options = render_options(request)
+    frame_number = 1
+    if "frames" in request.path_params:
+        frame_number = parse_frame_numbers(str(request.path_params["frames"]))[0]
+    instances = await run_in_threadpool(find_instances, archive, _conditions(request))
+    data = await run_in_threadpool(render_instance, archive, headers, instances[0],
+                                   frame_number, options)
+    return Response(data, media_type=options.media_type)
+
+
+def representative_instance(archive: Archive, conditions: tuple[Condition, ...]
+                            ) -> StoredInstance:
+    """The middle image of the first series with images: what a thumbnail shows."""
+    rows = archive.find(Query(Level.IMAGE, conditions))
+    images = [row for row in rows if row.get("Rows")]
+    if not images:
+        raise NotFound("no images to make a thumbnail from") if not rows else NotAcceptableError(
+            "no image to make a thumbnail from")
+    first_series = images[0]["SeriesInstanceUID"]
+    series = sorted((r for r in images if r["SeriesInstanceUID"] == first_series),
+                    key=lambda r: (r.get("InstanceNumber") is None, r.get("InstanceNumber") or 0))
+    row = series[len(series) // 2]
+    return StoredInstance(row["SOPInstanceUID"], row["SOPClassUID"], row["StudyInstanceUID"],
+                          row["SeriesInstanceUID"], row["_transfer_syntax_uid"],
+                          row["_blob_key"], row["_size_bytes"])
+
+
+async def retrieve_thumbnail(request: Request, archive: Archive, headers: HeaderCache
+                             ) -> Response:
+    """GET .../thumbnail at study, series, instance or frame level (PS3.18 10.4.1.1.5)."""
+    options = render_options(request, viewport=THUMBNAIL_VIEWPORT)
+    frame_number = 1
+    if "frames" in request.path_params:
+        frame_number = parse_frame_numbers(str(request.path_params["frames"]))[0]
+    conditions = _conditions(request)
+
+    def work() -> bytes:
+        stored = representative_instance(archive, conditions)
+        return render_instance(archive, headers, stored, frame_number, options)
+
+    return Response(await run_in_threadpool(work), media_type=options.media_type,
+                    headers={"Cache-Control": "max-age=3600"})
+
