@@ -16,6 +16,7 @@ import pydicom.config
 from pynetdicom import _config as pynetdicom_config
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -108,6 +109,11 @@ def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> 
     """The HTTP side: health, DICOMweb, the web UI and the REST API, in one Starlette app."""
     routes: list[BaseRoute] = []
     middleware: list[Middleware] = []
+    # DICOMweb viewers (OHIF) run from other origins; no credentials, so "*" is safe
+    middleware.append(Middleware(CORSMiddleware, allow_origins=["*"], allow_headers=["*"],
+                                 allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                                 expose_headers=["Content-Type", "Content-Length", "Warning",
+                                                 "Content-Location"]))
 
     async def healthz(_request: Request) -> JSONResponse:
         if not services.is_ready.is_set():
@@ -135,6 +141,9 @@ def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> 
 def _route_providers() -> list[Callable[[Archive, Settings], list[BaseRoute]]]:
     """Each adapter contributes its routes; added here as the adapters are written."""
     providers: list[Callable[[Archive, Settings], list[BaseRoute]]] = []
+    from qoima.dicomweb.routes import routes as dicomweb_routes
+
+    providers.append(dicomweb_routes)
     return providers
 
 
