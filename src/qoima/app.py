@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pydicom.config
@@ -105,6 +106,17 @@ def _start_sweeper(archive: Archive, settings: Settings) -> Callable[[], None]:
     return stop.set
 
 
+def _start_ai(archive: Archive, settings: Settings) -> Callable[[], None]:
+    from qoima.ai.worker import AiServiceOptions, start_ai_service
+
+    models_dir = settings.extra.get("ai_models_dir")
+    return start_ai_service(archive, AiServiceOptions(
+        data_dir=settings.data_dir, stable_age_s=settings.ai_stable_age_s,
+        queue_url=settings.ai_queue_url, workers=settings.ai_workers,
+        threads=settings.ai_threads,
+        models_dirs=(Path(models_dir),) if models_dir else ()))
+
+
 def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> Starlette:
     """The HTTP side: health, DICOMweb, the web UI and the REST API, in one Starlette app."""
     routes: list[BaseRoute] = []
@@ -157,6 +169,8 @@ def build_server_app(settings: Settings) -> tuple[Starlette, Services, Archive]:
     services = Services()
     services.starters.append(lambda: _start_dimse(archive, settings))
     services.starters.append(lambda: _start_sweeper(archive, settings))
+    if settings.ai_enabled:
+        services.starters.append(lambda: _start_ai(archive, settings))
     app = build_asgi_app(archive, settings, services)
     return app, services, archive
 
