@@ -156,6 +156,10 @@ def _route_providers() -> list[Callable[[Archive, Settings], list[BaseRoute]]]:
     from qoima.dicomweb.routes import routes as dicomweb_routes
 
     providers.append(dicomweb_routes)
+    from qoima.web.pages import web_routes
+
+    providers.append(lambda archive, settings: web_routes(
+        archive, is_demo=bool(settings.extra.get("demo"))))
     return providers
 
 

@@ -47,6 +47,7 @@ TEMPLATES = {
                     "birads_6"],
 }
 AGREEMENTS = ("agree", "disagree")
+__all__ = ["ReportDraft", "add_addendum", "get_report", "save_draft", "sign_report"]
 
 
 def get_report(archive: Archive, study_instance_uid: str) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
@@ -17,11 +18,16 @@ from qoima.cli.main import data_dir_option, settings_from, setup_logging
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--duplicate-policy", type=click.Choice(["reject", "overwrite"]), default=None,
               help="Same SOP Instance UID with different content: reject (default) or overwrite.")
+@click.option("--demo", is_flag=True, default=False,
+              help="Load a few demo studies (synthetic patients, CC BY images) at startup.")
 def serve(**options: Any) -> None:
     """Run the archive: DICOM network, DICOMweb and web UI in one process."""
     from qoima.app import run_server
 
+    is_demo = options.pop("demo")
     settings = settings_from(options)
+    if is_demo:
+        settings = dataclasses.replace(settings, extra={**settings.extra, "demo": True})
     setup_logging(settings.log_level)
     run_server(settings)
 

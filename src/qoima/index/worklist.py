@@ -136,7 +136,8 @@ def find_study(conn: Connection, study_instance_uid: str, now: float) -> dict[st
 
 def study_series(conn: Connection, study_instance_uid: str) -> list[dict[str, Any]]:
     """Series of a study with their first instance and its origin (AI outputs say ``ai``)."""
-    first_instance = (select(func.min(instance.c.id)).where(instance.c.series_id_fk == series.c.id)
+    inner = instance.alias("first_instance")
+    first_instance = (select(func.min(inner.c.id)).where(inner.c.series_id_fk == series.c.id)
                       .scalar_subquery())
     statement = (select(series.c.series_instance_uid, series.c.modality, series.c.series_number,
                         series.c.series_description, series.c.number_of_instances,
