@@ -49,6 +49,20 @@ def server(tmp_path: Path, database_url: str | None) -> Iterator[QoimaServer]:
         yield running
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[QoimaServer]:
+    """One server per test module and backend, for read-only tests over shared data."""
+    data_dir = tmp_path_factory.mktemp("module") / "data"
+    if request.param == "sqlite":
+        with running_server(data_dir) as running:
+            yield running
+        return
+    for url in _postgres_database():
+        with running_server(data_dir, database_url=url) as running:
+            yield running
+
+
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[QoimaServer]:
     with running_server(tmp_path / "data") as running:

@@ -146,6 +146,7 @@ def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> 
         finally:
             services.stop()
             archive.database.dispose()
+            logger.info("Qoima stopped")
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 

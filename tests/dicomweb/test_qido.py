@@ -1,0 +1,163 @@
+"""QIDO-RS against a running server loaded with the samples: keys, JSON model, paging, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+from dicomweb_client import DICOMwebClient
+
+from tests.dicomweb.conftest import CORPUS, LoadedServer, sample, stow, to_bytes, variant
+from tests.servers import QoimaServer
+
+STUDY_UID = "0020000D"
+SERIES_UID = "0020000E"
+SOP_UID = "00080018"
+
+
+def _headers(name: str) -> pydicom.Dataset:
+    return pydicom.dcmread(sample(name), stop_before_pixels=True)
+
+
+def _values(matches: list[dict[str, dict[str, list[object]]]], tag: str) -> list[object]:
+    return [match[tag]["Value"][0] for match in matches]
+
+
+def test_studies_carry_required_return_keys_with_vrs(loaded: LoadedServer) -> None:
+    ds = _headers("ct/CT_small.dcm")
+    response = httpx.get(loaded.url + "/studies", params={"StudyInstanceUID": ds.StudyInstanceUID})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/dicom+json")
+    [match] = response.json()
+    assert match["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": str(ds.PatientName)}]}
+    assert match["00100020"] == {"vr": "LO", "Value": [ds.PatientID]}
+    assert match["00080020"] == {"vr": "DA", "Value": [ds.StudyDate]}
+    assert match["00080061"] == {"vr": "CS", "Value": ["CT"]}
+    assert match["00201208"] == {"vr": "IS", "Value": [1]}
+    assert match["00080056"] == {"vr": "CS", "Value": ["ONLINE"]}
+    assert match["00081190"]["Value"][0].endswith(f"/dicomweb/studies/{ds.StudyInstanceUID}")
+    for tag in ("00080050", "00080090", "00100030", "00200010"):  # required even when empty
+        assert match[tag]["vr"]
+    assert list(match) == sorted(match)
+
+
+def test_every_level_and_nested_form_finds_the_corpus(loaded: LoadedServer) -> None:
+    client = DICOMwebClient(loaded.url)
+    series = _headers("mr_series_adc/000000.dcm")
+    found = client.search_for_instances(study_instance_uid=series.StudyInstanceUID,
+                                        series_instance_uid=series.SeriesInstanceUID)
+    expected = sorted(str(_headers(f"mr_series_adc/{n:06d}.dcm").SOPInstanceUID)
+                      for n in range(20))
+    assert sorted(_values(found, SOP_UID)) == expected
+    in_study = client.search_for_series(study_instance_uid=series.StudyInstanceUID)
+    assert series.SeriesInstanceUID in _values(in_study, SERIES_UID)
+    assert len(client.search_for_instances(study_instance_uid=series.StudyInstanceUID)) >= 20
+    every_instance = client.search_for_instances(search_filters={"limit": 1000})
+    assert sorted(_values(every_instance, SOP_UID)) == sorted(loaded.files)
+    every_series = client.search_for_series(search_filters={"Modality": "MR"})
+    assert series.SeriesInstanceUID in _values(every_series, SERIES_UID)
+    assert all(s["00080060"]["Value"] == ["MR"] for s in every_series)
+    # across studies, series carry their study's keys (PS3.18 10.6.3.3)
+    assert all("00100020" in s for s in every_series)
+
+
+def test_paging_never_repeats_or_drops(loaded: LoadedServer) -> None:
+    full = httpx.get(loaded.url + "/instances").json()
+    assert len(full) == len(CORPUS)
+    seen: list[str] = []
+    for offset in range(0, len(full) + 5, 4):
+        page = httpx.get(loaded.url + "/instances",
+                         params={"limit": "4", "offset": str(offset)}).json()
+        assert len(page) == min(4, max(len(full) - offset, 0))
+        seen += _values(page, SOP_UID)  # type: ignore[arg-type]
+    assert seen == _values(full, SOP_UID)
+
+
+def test_matching_rules(loaded: LoadedServer) -> None:
+    ds = _headers("ct/CT_small.dcm")
+    name = str(ds.PatientName)
+
+    def studies(**params: str) -> list[str]:
+        response = httpx.get(loaded.url + "/studies", params=params)
+        assert response.status_code == 200, response.text
+        return _values(response.json(), STUDY_UID)  # type: ignore[return-value]
+
+    assert ds.StudyInstanceUID in studies(PatientName=name[:4].lower() + "*")
+    assert ds.StudyInstanceUID in studies(**{"00100020": ds.PatientID})
+    assert ds.StudyInstanceUID in studies(StudyDate=f"{ds.StudyDate}-")
+    assert ds.StudyInstanceUID not in studies(StudyDate="19000101-19000102")
+    assert ds.StudyInstanceUID in studies(ModalitiesInStudy="CT")
+    assert ds.StudyInstanceUID in studies(
+        StudyInstanceUID=f"1.2.3,{ds.StudyInstanceUID}")
+    assert studies(PatientID="no-such-patient") == []
+
+
+def test_includefield(loaded: LoadedServer) -> None:
+    ds = _headers("ct/CT_small.dcm")
+    url = f"{loaded.url}/studies/{ds.StudyInstanceUID}/series"
+    plain = httpx.get(url).json()[0]
+    assert "00180015" not in plain
+    named = httpx.get(url, params={"includefield": "BodyPartExamined,00080021"}).json()[0]
+    assert "00180015" in named
+    assert "00080021" in named
+    every = httpx.get(url, params={"includefield": "all"}).json()[0]
+    assert set(named) <= set(every)
+    assert every["00200011"]["vr"] == "IS"
+
+
+def test_fuzzymatching_is_declared_unsupported(loaded: LoadedServer) -> None:
+    response = httpx.get(loaded.url + "/studies", params={"fuzzymatching": "true"})
+    assert response.status_code == 200
+    assert "fuzzymatching" in response.headers["warning"]
+
+
+@pytest.mark.parametrize("params", [
+    {"StudyDate": "2020-13-45"},
+    {"StudyDate": "yesterday"},
+    {"StudyDate": "20200102-20200101"},
+    {"NoSuchAttribute": "x"},
+    {"includefield": "NotAKeyword"},
+    {"limit": "-1"},
+    {"limit": "lots"},
+    {"limit": "99999999999999"},
+    {"offset": "-5"},
+    {"StudyInstanceUID": "1.2.abc"},
+    {"fuzzymatching": "maybe"},
+])
+def test_bad_parameters_get_400(loaded: LoadedServer, params: dict[str, str]) -> None:
+    response = httpx.get(loaded.url + "/studies", params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["detail"]
+
+
+def test_unacceptable_accept_gets_406(loaded: LoadedServer) -> None:
+    response = httpx.get(loaded.url + "/studies", headers={"Accept": "application/dicom+xml"})
+    assert response.status_code == 406
+
+
+def test_cyrillic_and_kazakh_names_match_by_character(server: QoimaServer) -> None:
+    russian = variant("ct/CT_small.dcm", PatientName="Иванов^Иван", PatientID="RU-1",
+                      SpecificCharacterSet="ISO_IR 192")
+    kazakh = variant("ct/CT_small.dcm", PatientName="Әбілқайыр^Айгүл", PatientID="KZ-1",
+                     SpecificCharacterSet="ISO_IR 192")
+    latin = variant("ct/CT_small.dcm", PatientName="Ivanov^Ivan", PatientID="EN-1")
+    assert stow(server, [to_bytes(ds) for ds in (russian, kazakh, latin)]).status_code == 200
+    clunie = Path(sample("malformed/Encodings__DavidClunie__SCSRUSS.dcm"))
+    assert stow(server, [clunie.read_bytes()]).status_code == 200  # ISO_IR 144 (KOI)
+
+    def names(pattern: str) -> list[str]:
+        response = httpx.get(server.dicomweb_url + "/studies", params={"PatientName": pattern})
+        assert response.status_code == 200
+        return [m["00100010"]["Value"][0]["Alphabetic"] for m in response.json()]
+
+    assert names("иванов*") == ["Иванов^Иван"]
+    assert names("ИВАНОВ^ИВАН") == ["Иванов^Иван"]
+    assert names("әбілқайыр*") == ["Әбілқайыр^Айгүл"]
+    assert names("Ә?ІЛҚАЙЫР*") == ["Әбілқайыр^Айгүл"]
+    assert names("Iv*") == ["Ivanov^Ivan"]
+    assert names("Люкceмбypг*") == []  # mixed scripts: Latin c, e, y, p are not Cyrillic
+    clunie_name = str(pydicom.dcmread(clunie).PatientName)
+    assert names(clunie_name[:3].upper() + "*") == [clunie_name]
