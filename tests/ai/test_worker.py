@@ -11,11 +11,17 @@ from qoima.ai.outputs import OutputUids
 from qoima.ai.registry import Registry
 from qoima.ai.worker import JobRunner, Scheduler, WorkerOptions
 from qoima.archive import Archive
-from qoima.archive.jobs import DONE, FAILED, PENDING, SKIPPED, Jobs
+from qoima.archive.jobs import DONE, FAILED, PENDING, SKIPPED, JobRow, Jobs
 from qoima.dicom.attributes import Level
 from qoima.dicom.query import Condition, Query
 from tests.ai.conftest import EXTREMITY_CR, chest_bytes, schedule_now
 from tests.ai.tiny_model import write_tiny_model
+
+
+def _job(archive: Archive, job_id: int) -> JobRow:
+    row = Jobs(archive).get(job_id)
+    assert row is not None
+    return row
 
 
 def _study_instances(archive: Archive, study_instance_uid: str) -> list[str]:
@@ -39,8 +45,9 @@ def test_job_stores_sr_heatmap_and_priority(archive: Archive, registry: Registry
     stored = archive.store_instance(chest_bytes("done"), "test")
     [job] = schedule_now(archive, registry)
     assert runner.run_job(job.id) is None
-    row = Jobs(archive).get(job.id)
-    assert row is not None and row.status == DONE and row.attempts == 1
+    row = _job(archive, job.id)
+    assert row.status == DONE
+    assert row.attempts == 1
     result = json.loads(row.result or "{}")
     uids = OutputUids.for_job(stored.study_instance_uid, job.pipeline, job.model_version)
     assert result["sr_sop_instance_uid"] == uids.sr_instance
@@ -68,8 +75,8 @@ def test_rerun_does_not_duplicate_outputs(archive: Archive, registry: Registry,
     before = _study_instances(archive, stored.study_instance_uid)
     assert Jobs(archive).requeue(job.id)
     runner.run_job(job.id)
-    row = Jobs(archive).get(job.id)
-    assert row is not None and row.status == DONE
+    row = _job(archive, job.id)
+    assert row.status == DONE
     assert _study_instances(archive, stored.study_instance_uid) == before
     assert len(before) == 3  # the radiograph, the heatmap, the SR
 
@@ -79,8 +86,8 @@ def test_lateral_view_is_skipped_with_reason(archive: Archive, registry: Registr
     archive.store_instance(chest_bytes("lateral", view_position="LL"), "test")
     [job] = schedule_now(archive, registry)
     runner.run_job(job.id)
-    row = Jobs(archive).get(job.id)
-    assert row is not None and row.status == SKIPPED
+    row = _job(archive, job.id)
+    assert row.status == SKIPPED
     assert "view position LL" in (row.error or "")
 
 
@@ -89,8 +96,8 @@ def test_extremity_is_skipped_with_reason(archive: Archive, registry: Registry,
     archive.store_instance(chest_bytes("extremity", source=EXTREMITY_CR), "test")
     [job] = schedule_now(archive, registry)
     runner.run_job(job.id)
-    row = Jobs(archive).get(job.id)
-    assert row is not None and row.status == SKIPPED
+    row = _job(archive, job.id)
+    assert row.status == SKIPPED
     assert "body part EXTREMITY" in (row.error or "")
 
 
@@ -99,8 +106,9 @@ def test_undecodable_image_fails_without_retry(archive: Archive, registry: Regis
     archive.store_instance(chest_bytes("broken", corrupt_pixels=True), "test")
     [job] = schedule_now(archive, registry)
     assert runner.run_job(job.id) is None
-    row = Jobs(archive).get(job.id)
-    assert row is not None and row.status == FAILED and row.attempts == 1
+    row = _job(archive, job.id)
+    assert row.status == FAILED
+    assert row.attempts == 1
     assert "cannot decode pixel data" in (row.error or "")
 
 
@@ -113,9 +121,10 @@ def test_errors_retry_with_backoff_then_fail(archive: Archive, tmp_path: Path) -
     archive.store_instance(chest_bytes("retry"), "test")
     [job] = schedule_now(archive, registry)
     delays = [runner.run_job(job.id) for _ in range(3)]
-    row = Jobs(archive).get(job.id)
+    row = _job(archive, job.id)
     assert delays == [2.0, 4.0, None]
-    assert row is not None and row.status == FAILED and row.attempts == 3
+    assert row.status == FAILED
+    assert row.attempts == 3
     assert (row.error or "").startswith("gave up after 3 attempts")
 
 
@@ -127,8 +136,8 @@ def test_pending_job_waits_for_its_retry_time(archive: Archive, tmp_path: Path) 
     archive.store_instance(chest_bytes("wait"), "test")
     [job] = schedule_now(archive, registry)
     runner.run_job(job.id)
-    row = Jobs(archive).get(job.id)
-    assert row is not None and row.status == PENDING
+    row = _job(archive, job.id)
+    assert row.status == PENDING
     assert row.next_attempt_at >= row.updated_at + 59
 
 

@@ -98,6 +98,11 @@ class Jobs:
         self.database.write(lambda conn: index_jobs.retry_job(conn, job_id, next_attempt_at,
                                                               error))
 
+    def requeue(self, job_id: int) -> bool:
+        """Run a finished job again (its existing outputs are kept, not duplicated)."""
+        return self.database.write(lambda conn: index_jobs.requeue_job(conn, job_id,
+                                                                       time.time()))
+
     def set_study_priority(self, study_instance_uid: str, priority: float) -> None:
         self.database.write(lambda conn: index_jobs.set_study_priority(
             conn, study_instance_uid, priority))

@@ -42,9 +42,9 @@ def cli() -> None:
 
 
 def main() -> None:
-    from qoima.cli import ae, importer, serve, stats
+    from qoima.cli import ae, ai, importer, serve, stats
 
-    for module in (serve, importer, ae, stats):
+    for module in (serve, importer, ae, stats, ai):
         module.register(cli)
     try:
         cli(standalone_mode=True)

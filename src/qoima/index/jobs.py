@@ -182,3 +182,12 @@ def list_jobs(conn: Connection, study_instance_uid: str | None = None,
 def count_jobs_by_status(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
     return {str(status): int(count) for status, count in rows}
+
+
+def requeue_job(conn: Connection, job_id: int, now: float) -> bool:
+    """A finished job back to pending with a fresh attempt count (operator "run again")."""
+    result = conn.execute(update(jobs).where(jobs.c.id == job_id,
+                                             jobs.c.status.in_(sorted(FINAL_STATUSES)))
+                          .values(status=PENDING, attempts=0, next_attempt_at=now, error=None,
+                                  updated_at=now))
+    return result.rowcount == 1
