@@ -14,6 +14,11 @@ def _post(server: QoimaServer, body: bytes, content_type: str) -> httpx.Response
                       headers={"Content-Type": content_type}, timeout=30)
 
 
+def _typed_body(data: bytes, part_type: str) -> tuple[bytes, str]:
+    body, _ = multipart_body([data], boundary="b0", part_type=part_type)
+    return body, "multipart/related; boundary=b0"
+
+
 def test_bad_stow_requests_are_refused_and_store_nothing(sqlite_server: QoimaServer) -> None:
     good = to_bytes(variant("ct/CT_small.dcm"))
     body, content_type = multipart_body([good, good[:-1000]])
@@ -23,9 +28,9 @@ def test_bad_stow_requests_are_refused_and_store_nothing(sqlite_server: QoimaSer
         "wrong content type": (good, "application/json", 415),
         "form data": (body, content_type.replace("multipart/related", "multipart/form-data"),
                       415),
-        "wrong part type": (multipart_body([good], part_type="application/dicom+json")[0]
-                            .replace(b"boundary", b"boundary"),
-                            'multipart/related; type="application/dicom+json"; boundary=x', 415),
+        "wrong request type": (body, content_type.replace("application/dicom",
+                                                          "application/dicom+json"), 415),
+        "wrong part type": (*_typed_body(good, "application/dicom+json"), 415),
         "garbage": (b"\x00\xff" * 500, content_type, 400),
         "empty": (b"", content_type, 400),
     }
