@@ -158,6 +158,6 @@ def test_cyrillic_and_kazakh_names_match_by_character(server: QoimaServer) -> No
     assert names("әбілқайыр*") == ["Әбілқайыр^Айгүл"]
     assert names("Ә?ІЛҚАЙЫР*") == ["Әбілқайыр^Айгүл"]
     assert names("Iv*") == ["Ivanov^Ivan"]
-    clunie_name = str(pydicom.dcmread(clunie).PatientName)  # "Люкceмбypг": Latin c, e, y, p
+    clunie_name = str(pydicom.dcmread(clunie).PatientName)  # mixes Latin c, e, y, p into Cyrillic
     assert names(clunie_name.upper()) == [clunie_name]
     assert names("люксембург") == []  # all Cyrillic: differs by character, not by case
