@@ -41,11 +41,16 @@ def cli() -> None:
     """Qoima: medical imaging archive (PACS) with built-in AI triage."""
 
 
-def main() -> None:
+def register_commands() -> None:
+    """Attach every command module to the ``qoima`` group (idempotent)."""
     from qoima.cli import ae, ai, importer, serve, stats
 
     for module in (serve, importer, ae, stats, ai):
         module.register(cli)
+
+
+def main() -> None:
+    register_commands()
     try:
         cli(standalone_mode=True)
     except QoimaError as exc:

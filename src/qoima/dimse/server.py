@@ -7,7 +7,8 @@ import socket
 from dataclasses import dataclass
 
 from pydicom import uid
-from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom import AE, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.events import Event
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -67,7 +68,7 @@ class DimseOptions:
 
 def storage_sop_classes() -> list[str]:
     """Every standard storage SOP class the SCP accepts."""
-    return [str(cx.abstract_syntax) for cx in StoragePresentationContexts]
+    return [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
 
 
 def build_ae(archive: Archive, options: DimseOptions) -> AE:
