@@ -11,7 +11,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pydicom.config
 from pynetdicom import _config as pynetdicom_config

@@ -1,4 +1,4 @@
-"""Settings: one frozen dataclass, loaded once by the CLI from defaults, a TOML file and QOIMA_* env.
+"""Settings: one frozen dataclass, loaded once by the CLI from defaults, TOML and QOIMA_* env.
 
 Precedence (lowest first): defaults, the TOML file (``--config`` or ``QOIMA_CONFIG``), environment
 variables ``QOIMA_<FIELD>`` (upper case), then command-line flags. Every field is documented in
@@ -67,7 +67,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build Settings from defaults, an optional TOML file, QOIMA_* env vars and overrides."""
     values: dict[str, Any] = {}
     names = {f.name for f in fields(Settings)} - {"extra"}
-    path = config_file or (Path(os.environ["QOIMA_CONFIG"]) if "QOIMA_CONFIG" in os.environ else None)
+    env_file = os.environ.get("QOIMA_CONFIG")
+    path = config_file or (Path(env_file) if env_file else None)
     extra: dict[str, Any] = {}
     if path is not None:
         with open(path, "rb") as fh:

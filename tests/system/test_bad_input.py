@@ -111,7 +111,8 @@ def test_malformed_samples_are_stored_intact_or_refused(with_reference: tuple[Qo
             returned = get_study(server.dicom_port, original.StudyInstanceUID,
                                  [(original.SOPClassUID, syntax)])
             match = [ds for ds in returned if ds.SOPInstanceUID == original.SOPInstanceUID]
-            assert match and same_dataset(original, match[0]), name
+            assert match, name
+            assert same_dataset(original, match[0]), name
     assert_reference_intact(server, reference)
 
 

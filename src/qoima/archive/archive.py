@@ -101,7 +101,8 @@ class Archive:
             return self._result(parsed, same.blob_key, True)
         except IntegrityError as exc:
             self.blobs.delete(key)
-            raise Conflict(f"SOP Instance {parsed.sop_instance_uid} was stored concurrently") from exc
+            raise Conflict(
+                f"SOP Instance {parsed.sop_instance_uid} was stored concurrently") from exc
         except BaseException:
             self.blobs.delete(key)
             raise

@@ -124,7 +124,8 @@ def parse_instance(
     except InvalidDicom:
         raise
     except (ValueError, TypeError, KeyError, OverflowError, UnicodeError, LookupError) as exc:
-        raise InvalidDicom(f"invalid attribute value: {type(exc).__name__}: {str(exc)[:160]}") from exc
+        raise InvalidDicom(
+            f"invalid attribute value: {type(exc).__name__}: {str(exc)[:160]}") from exc
     part10 = data if data[128:132] == b"DICM" else _with_file_meta(ds, data, transfer_syntax)
     return ParsedInstance(sop_instance_uid, sop_class_uid, study_instance_uid,
                           series_instance_uid, transfer_syntax, values, part10)
@@ -153,13 +154,13 @@ def _check_pixel_data(ds: Dataset, data: bytes, max_image_pixels: int) -> None:
         if tag not in ds:
             continue
         raw = ds.get_item(tag)
-        if isinstance(raw, RawDataElement) and raw.value is None and raw.length != 0xFFFFFFFF:
-            # Deferred native pixel data: its declared length must fit in what was received.
-            if raw.value_tell + raw.length > len(data):
-                raise InvalidDicom(
-                    f"truncated: pixel data declares {raw.length} bytes, "
-                    f"{len(data) - raw.value_tell} received"
-                )
+        # Deferred native pixel data: its declared length must fit in what was received.
+        if (isinstance(raw, RawDataElement) and raw.value is None
+                and raw.length != 0xFFFFFFFF and raw.value_tell + raw.length > len(data)):
+            raise InvalidDicom(
+                f"truncated: pixel data declares {raw.length} bytes, "
+                f"{len(data) - raw.value_tell} received"
+            )
         if rows and columns and tag == TAG_PIXEL_DATA:
             length = raw.length if isinstance(raw, RawDataElement) else len(raw.value or b"")
             if not (isinstance(raw, RawDataElement) and raw.length == 0xFFFFFFFF):

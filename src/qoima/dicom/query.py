@@ -45,7 +45,7 @@ def parse_condition(keyword: str, raw: str) -> Condition:
                                          if keyword in COMPUTED_BY_KEYWORD else "")
     if not vr:
         raise InvalidQuery(f"attribute {keyword} is not a supported matching key")
-    value = raw.strip() if vr not in ("PN",) else raw.strip()
+    value = raw.strip()
     # PS3.4 C.2.2.2.3: empty value = universal matching; "*" alone is universal too
     if value in ("", "*"):
         return Condition(keyword, "universal")

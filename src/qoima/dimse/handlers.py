@@ -122,7 +122,8 @@ class DimseHandlers:
             return _status(status, str(exc))
         except Exception as exc:
             logger.exception("C-STORE from %s failed", event.assoc.requestor.ae_title)
-            return _status(statuses.STATUS_CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}")
+            return _status(statuses.STATUS_CANNOT_UNDERSTAND,
+                           f"internal error: {type(exc).__name__}")
         if result.is_duplicate:
             logger.info("C-STORE duplicate %s (identical) acknowledged", result.sop_instance_uid)
         return statuses.STATUS_SUCCESS

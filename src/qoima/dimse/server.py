@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from pydicom import uid
 from pynetdicom import AE, evt
-from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.events import Event
+from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
