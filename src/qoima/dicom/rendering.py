@@ -43,8 +43,8 @@ def parse_window(text: str) -> Window:
         raise ValueError("window must be center,width[,function]")
     center, width = float(parts[0]), float(parts[1])
     function = parts[2].upper() if len(parts) == 3 else "LINEAR"
-    if width <= 0 or not np.isfinite(center) or not np.isfinite(width):
-        raise ValueError("window width must be positive and values finite")
+    if width < 1 or not np.isfinite(center) or not np.isfinite(width):
+        raise ValueError("window width must be at least 1 and values finite")
     if function not in ("LINEAR", "SIGMOID"):
         raise ValueError("window function must be LINEAR or SIGMOID")
     return Window(center, width, function)
@@ -53,10 +53,14 @@ def parse_window(text: str) -> Window:
 def _window(values: np.ndarray[Any, Any], window: Window) -> np.ndarray[Any, Any]:
     if window.function == "SIGMOID":  # PS3.3 C.11.2.1.3.1
         return 1.0 / (1.0 + np.exp(-4.0 * (values - window.center) / window.width))
-    # PS3.3 C.11.2.1.2.1 linear function
+    # PS3.3 C.11.2.1.2.1 linear function: below c - 0.5 - (w-1)/2 black, above
+    # c - 0.5 + (w-1)/2 white, a straight line between
     low = window.center - 0.5 - (window.width - 1) / 2
-    scaled = (values - low) / max(window.width - 1, 1.0)
-    return np.clip(scaled, 0.0, 1.0)
+    high = window.center - 0.5 + (window.width - 1) / 2
+    if window.width <= 1:
+        return np.where(values > high, 1.0, 0.0)
+    ramp = (values - (window.center - 0.5)) / (window.width - 1) + 0.5
+    return np.where(values <= low, 0.0, np.where(values > high, 1.0, np.clip(ramp, 0.0, 1.0)))
 
 
 def _to_unit(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -75,9 +79,10 @@ def _grey_levels(pixels: np.ndarray[Any, Any], ds: Dataset, frame_index: int,
         unit = _to_unit(apply_voi_lut(values, ds, index=frame_index))
     else:
         unit = _to_unit(values)
+    levels = np.asarray(np.round(unit * 255.0), dtype=np.uint8)
     if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
-        unit = 1.0 - unit
-    return np.asarray(np.round(unit * 255.0), dtype=np.uint8)
+        return np.asarray(255 - levels, dtype=np.uint8)  # PS3.3 C.7.6.3.1.2: min is white
+    return levels
 
 
 def to_image(pixels: np.ndarray[Any, Any], ds: Dataset, frame_index: int = 0,

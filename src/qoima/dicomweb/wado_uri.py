@@ -75,8 +75,8 @@ async def retrieve(request: Request, archive: Archive, headers: HeaderCache) -> 
     center = _number("windowCenter", params.get("windowCenter"), is_float=True)
     width = _number("windowWidth", params.get("windowWidth"), is_float=True)
     if center is not None and width is not None:
-        if width <= 0:
-            raise BadRequestError("windowWidth must be positive")
+        if width < 1:
+            raise BadRequestError("windowWidth must be at least 1")
         window = Window(center, width)
     rows = _number("rows", params.get("rows"))
     columns = _number("columns", params.get("columns"))
