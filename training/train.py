@@ -113,6 +113,23 @@ def balanced_weights(records: list[Record]) -> torch.Tensor:
     return torch.tensor([1.0 / counts[(r.source, r.label)] for r in records], dtype=torch.double)
 
 
+def progress(step: int, total_steps: int, train_started: float, budget_s: float) -> float:
+    """Fraction of training done: by steps, or by wall time when a time budget is given, so a
+    run cut short by its budget still ends with a fully annealed learning rate."""
+    by_steps = step / max(total_steps, 1)
+    if budget_s <= 0:
+        return by_steps
+    return max(by_steps, (time.monotonic() - train_started) / budget_s)
+
+
+def learning_rate_factor(fraction: float, warmup: float = 0.05) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak."""
+    if fraction < warmup:
+        return 0.1 + 0.9 * fraction / warmup
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, (fraction - warmup) / (1 - warmup))))
+    return 0.01 + 0.99 * cosine
+
+
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     losses = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     return (losses * mask).sum() / mask.sum().clamp(min=1.0)
@@ -166,7 +183,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="folder holding the sources' folders")
     parser.add_argument("--pack", type=Path, help="training/cache pack made by training.pack")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
@@ -220,19 +237,18 @@ def main() -> None:
     net = net.to(memory_format=torch.channels_last)
     steps_per_epoch = len(train_loader) if args.max_steps <= 0 else args.max_steps
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15)
+    total_steps = args.epochs * steps_per_epoch
+    train_started = time.monotonic()
+    train_budget_s = args.time_budget_s - (train_started - started) if args.time_budget_s else 0.0
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "train_log.jsonl"
     log_path.write_text("")
-    best_score, best_state, best_epoch = -1.0, None, -1
+    best_score, best_state, best_epoch, step = -1.0, None, -1, 0
     epoch_times: list[float] = []
     for epoch in range(args.epochs):
         epoch_start = time.monotonic()
-        if args.time_budget_s and epoch_times and (
-            epoch_start - started + max(epoch_times[-3:]) * 1.1 > args.time_budget_s
-        ):
-            logger.info("time budget reached after %d epochs", epoch)
+        if progress(step, total_steps, train_started, train_budget_s) >= 1.0:
+            logger.info("step or time budget reached after %d epochs", epoch)
             break
         net.train()
         total_loss, steps = 0.0, 0
@@ -247,12 +263,16 @@ def main() -> None:
             loss = masked_bce(logits.float(), targets_batch, mask_batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * learning_rate_factor(
+                    progress(step, total_steps, train_started, train_budget_s))
             optimizer.step()
-            if scheduler.last_epoch < scheduler.total_steps - 1:
-                scheduler.step()
-            total_loss += float(loss)
+            total_loss += loss.item()
             steps += 1
-            if steps >= steps_per_epoch:
+            step += 1
+            if steps >= steps_per_epoch or (
+                progress(step, total_steps, train_started, train_budget_s) >= 1.0
+            ):
                 break
         val_scores = predict(net, val_loader, device)
         aucs = validation_aucs(val_scores, val_records, config)
