@@ -11,6 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydicom.config
 from pynetdicom import _config as pynetdicom_config
@@ -25,6 +26,9 @@ from qoima.archive import Archive, ArchivePolicy
 from qoima.config import Settings
 from qoima.index.database import Database
 from qoima.storage import open_blob_store
+
+if TYPE_CHECKING:
+    from qoima.ai.worker import AiServiceOptions
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +109,25 @@ def _start_sweeper(archive: Archive, settings: Settings) -> Callable[[], None]:
     return stop.set
 
 
-def _start_ai(archive: Archive, settings: Settings) -> Callable[[], None]:
-    from qoima.ai.worker import AiServiceOptions, start_ai_service
+def ai_service_options(settings: Settings) -> AiServiceOptions:
+    """AI settings as the ai layer takes them (``qoima serve`` and ``qoima ai worker``).
+
+    ``ai_models_dir`` and ``ai_queue_name`` are optional TOML keys (extra settings)."""
+    from qoima.ai.worker import AiServiceOptions
 
     models_dir = settings.extra.get("ai_models_dir")
-    return start_ai_service(archive, AiServiceOptions(
+    return AiServiceOptions(
         data_dir=settings.data_dir, stable_age_s=settings.ai_stable_age_s,
-        queue_url=settings.ai_queue_url, workers=settings.ai_workers,
-        threads=settings.ai_threads,
-        models_dirs=(Path(models_dir),) if models_dir else ()))
+        queue_url=settings.ai_queue_url,
+        queue_name=str(settings.extra.get("ai_queue_name", "qoima-ai")),
+        workers=settings.ai_workers, threads=settings.ai_threads,
+        models_dirs=(Path(models_dir),) if models_dir else ())
+
+
+def _start_ai(archive: Archive, settings: Settings) -> Callable[[], None]:
+    from qoima.ai.worker import start_ai_service
+
+    return start_ai_service(archive, ai_service_options(settings))
 
 
 def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> Starlette:

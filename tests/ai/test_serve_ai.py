@@ -4,8 +4,12 @@ QIDO-RS; broken and unsupported inputs end as failed or skipped jobs and the ser
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +142,40 @@ def test_unsupported_and_broken_inputs_end_with_a_reason(ai_server: QoimaServer,
     echo = subprocess.run([require_tool("echoscu"), "-aec", ai_server.ae_title, "127.0.0.1",
                            str(ai_server.dicom_port)], timeout=30, capture_output=True)
     assert echo.returncode == 0
+
+
+@pytest.fixture
+def redis_server_and_worker(tmp_path: Path, tiny_models_dir: Path, database_url: str | None
+                            ) -> Iterator[QoimaServer]:
+    """``qoima serve`` with no AI workers of its own, and one ``qoima ai worker`` process,
+    sharing the index, the blobs and a Redis queue (named for this test only)."""
+    config = tmp_path / "qoima.toml"
+    config.write_text(f'ai_models_dir = "{tiny_models_dir}"\n'
+                      f'ai_queue_name = "qoima-test-{uuid.uuid4().hex[:12]}"\n')
+    env = {"QOIMA_AI_STABLE_AGE_S": "1", "QOIMA_CONFIG": str(config),
+           "QOIMA_AI_QUEUE_URL": "redis://127.0.0.1:6379/0", "QOIMA_AI_WORKERS": "0"}
+    with running_server(tmp_path / "data", database_url=database_url, env=env) as server:
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "qoima", "ai", "worker", "--workers", "1",
+             *server.cli_args()], env={**os.environ, **env}, stdout=log,
+            stderr=subprocess.STDOUT)
+        try:
+            yield server
+        finally:
+            worker.send_signal(signal.SIGINT)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            log.close()
+
+
+def test_remote_worker_over_redis_writes_the_sr(redis_server_and_worker: QoimaServer) -> None:
+    server = redis_server_and_worker
+    study_instance_uid = pydicom.dcmread(CHEST_CR, stop_before_pixels=True).StudyInstanceUID
+    models = _installed_models(server)
+    _storescu(server, CHEST_CR)
+    _wait_for_sr_series(DICOMwebClient(server.dicomweb_url), study_instance_uid, len(models))
+    assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"done"}
+    assert " done: study " not in server.log()  # the remote worker did it, not serve

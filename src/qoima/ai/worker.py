@@ -305,10 +305,9 @@ def build_queue(archive: Archive, options: AiServiceOptions) -> tuple[AiQueue, R
     return AiQueue(huey, runner.run_job), registry
 
 
-def start_ai_service(archive: Archive, options: AiServiceOptions,
-                     *, run_workers: bool = True) -> Callable[[], None]:
-    """Start the scheduler (and, unless workers run elsewhere, consumer threads) in this
-    process; returns the function that stops them."""
+def start_ai_service(archive: Archive, options: AiServiceOptions) -> Callable[[], None]:
+    """Start the scheduler and ``options.workers`` consumer threads in this process (0: jobs
+    run only in ``qoima ai worker`` processes elsewhere); returns the function that stops them."""
     queue, registry = build_queue(archive, options)
     if not registry.models:
         logger.warning("AI enabled but no model is installed; no AI jobs will be scheduled")
@@ -317,7 +316,7 @@ def start_ai_service(archive: Archive, options: AiServiceOptions,
     scheduler = Scheduler(Jobs(archive), registry,
                           lambda job_id, delay_s: queue.enqueue(job_id, delay_s),
                           options.stable_age_s, options.worker.lease_s)
-    stop_consumer = queue.start_embedded(options.workers) if run_workers else None
+    stop_consumer = queue.start_embedded(options.workers) if options.workers > 0 else None
     scheduler.recover()
     scheduler.start()
 

@@ -13,8 +13,9 @@ from qoima.config import Settings
 
 
 def _models_dirs(settings: Settings) -> tuple[Path, ...]:
-    models_dir = settings.extra.get("ai_models_dir")
-    return (Path(models_dir),) if models_dir else ()
+    from qoima.app import ai_service_options
+
+    return ai_service_options(settings).models_dirs
 
 
 @click.group("ai")
@@ -128,26 +129,24 @@ def jobs(study_instance_uid: str | None, as_json: bool, **options: Any) -> None:
 
 @ai.command("worker")
 @data_dir_option
-@click.option("--queue-url", default=None, help="redis://host:6379/0 (also QOIMA_AI_QUEUE_URL).")
+@click.option("--queue-url", "ai_queue_url", default=None,
+              help="redis://host:6379/0 (also QOIMA_AI_QUEUE_URL).")
 @click.option("--workers", "ai_workers", type=int, default=None, help="Worker threads.")
 @click.option("--threads", "ai_threads", type=int, default=None,
               help="onnxruntime threads per model.")
-def worker(queue_url: str | None, **options: Any) -> None:
+def worker(**options: Any) -> None:
     """Run AI job workers in the foreground, against the shared index, blobs and queue."""
-    from qoima.ai.worker import AiServiceOptions, build_queue
-    from qoima.app import build_archive, configure_libraries
+    from qoima.ai.worker import build_queue
+    from qoima.app import ai_service_options, build_archive, configure_libraries
 
-    settings = settings_from({**options, "ai_queue_url": queue_url})
+    settings = settings_from(options)
     setup_logging(settings.log_level)
     configure_libraries()
-    archive = build_archive(settings)
-    queue, registry = build_queue(archive, AiServiceOptions(
-        data_dir=settings.data_dir, queue_url=settings.ai_queue_url,
-        workers=settings.ai_workers, threads=settings.ai_threads,
-        models_dirs=_models_dirs(settings)))
+    service_options = ai_service_options(settings)
+    queue, registry = build_queue(build_archive(settings), service_options)
     click.echo(f"AI worker: {len(registry.models)} model(s), queue "
                f"{settings.ai_queue_url or 'embedded SQLite'}", err=True)
-    queue.run_consumer(settings.ai_workers)
+    queue.run_consumer(max(1, settings.ai_workers))
 
 
 def register(group: click.Group) -> None:
