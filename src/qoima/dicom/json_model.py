@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -18,6 +19,7 @@ EXTRA_VRS = {"RetrieveURL": "UR", "InstanceAvailability": "CS",
              "TimezoneOffsetFromUTC": "SH", "SpecificCharacterSet": "CS"}
 
 
+@functools.cache
 def vr_of(keyword: str) -> str:
     """The VR of an indexed, computed or dictionary attribute."""
     if keyword in BY_KEYWORD:
@@ -32,6 +34,7 @@ def vr_of(keyword: str) -> str:
     return str(dictionary_VR(tag)).split(" or ")[0]
 
 
+@functools.cache
 def tag_hex(keyword: str) -> str:
     tag = tag_for_keyword(keyword)
     if tag is None:
@@ -81,11 +84,15 @@ def element_json(vr: str, value: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": parts}
 
 
-def row_to_json(row: dict[str, Any], keywords: Iterable[str]) -> dict[str, Any]:
+def row_to_json(row: dict[str, Any], keywords: tuple[str, ...]) -> dict[str, Any]:
     """An index row (keyword -> value) as a DICOM JSON object, ordered by tag."""
-    out = {tag_hex(keyword): element_json(vr_of(keyword), row.get(keyword))
-           for keyword in keywords}
-    return dict(sorted(out.items()))
+    return {tag: element_json(vr, row.get(keyword)) for keyword, tag, vr in _layout(keywords)}
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(keywords: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(keyword, tag, VR) in tag order: DICOM JSON objects list attributes by tag."""
+    return sorted(((k, tag_hex(k), vr_of(k)) for k in keywords), key=lambda item: item[1])
 
 
 def dataset_to_json(ds: Dataset, bulk_data_uri: Callable[[DataElement], str] | None = None

@@ -169,7 +169,7 @@ def _retrieve_url(base: str, level: Level, row: dict[str, Any]) -> str:
 
 def rows_to_json(rows: list[dict[str, Any]], level: Level, include: list[str], base: str
                  ) -> list[dict[str, Any]]:
-    keywords = list(dict.fromkeys(include))
+    keywords = tuple(dict.fromkeys(include))
     out = []
     for row in rows:
         row["RetrieveURL"] = _retrieve_url(base, level, row)

@@ -7,6 +7,7 @@ Metadata comes from the header only (pixel data is not read) and is cached per b
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -100,27 +101,52 @@ def instance_url(base: str, stored: StoredInstance) -> str:
 
 
 # Headers and metadata -----------------------------------------------------------------------
-class HeaderCache:
-    """Parsed headers by blob key. Blobs never change, so entries never go stale."""
-
-    def __init__(self, max_entries: int = 4096) -> None:
-        self._entries: OrderedDict[str, Dataset] = OrderedDict()
+class _Lru:
+    def __init__(self, max_entries: int) -> None:
+        self._entries: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.max_entries = max_entries
 
-    def header(self, archive: Archive, stored: StoredInstance) -> Dataset:
+    def get(self, key: Any) -> Any:
         with self._lock:
-            ds = self._entries.get(stored.blob_key)
-            if ds is not None:
-                self._entries.move_to_end(stored.blob_key)
-                return ds
-        # stop_before_pixels: the pixel data is neither read nor kept
-        ds = pydicom.dcmread(_open(archive, stored), force=True, stop_before_pixels=True)
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
         with self._lock:
-            self._entries[stored.blob_key] = ds
+            self._entries[key] = value
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+
+class HeaderCache:
+    """Parsed headers and their DICOM JSON by blob key. Blobs never change, so entries never
+    go stale; a replaced instance gets a new blob key."""
+
+    def __init__(self, max_headers: int = 256, max_json: int = 4096) -> None:
+        self._headers = _Lru(max_headers)
+        self._json = _Lru(max_json)
+
+    def header(self, archive: Archive, stored: StoredInstance) -> Dataset:
+        ds: Dataset | None = self._headers.get(stored.blob_key)
+        if ds is None:
+            # stop_before_pixels: the pixel data is neither read nor kept
+            ds = pydicom.dcmread(_open(archive, stored), force=True, stop_before_pixels=True)
+            self._headers.put(stored.blob_key, ds)
         return ds
+
+    def metadata(self, archive: Archive, stored: StoredInstance, base: str) -> bytes:
+        """The instance's metadata as serialised DICOM JSON."""
+        key = (stored.blob_key, base)
+        body: bytes | None = self._json.get(key)
+        if body is None:
+            ds = self.header(archive, stored)
+            body = json.dumps(_metadata_json(ds, stored, base), ensure_ascii=False,
+                              separators=(",", ":")).encode()
+            self._json.put(key, body)
+        return body
 
 
 def _metadata_json(ds: Dataset, stored: StoredInstance, base: str) -> dict[str, Any]:
@@ -210,12 +236,9 @@ async def retrieve_metadata(request: Request, archive: Archive, headers: HeaderC
     base = dicomweb_base(request)
 
     def work() -> bytes:
-        import json
-
         instances = find_instances(archive, conditions)
-        body = [_metadata_json(headers.header(archive, stored), stored, base)
-                for stored in instances]
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return b"[" + b",".join(headers.metadata(archive, stored, base)
+                                for stored in instances) + b"]"
 
     return Response(await run_in_threadpool(work), media_type=MEDIA_TYPE_DICOM_JSON)
 
