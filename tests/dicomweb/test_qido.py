@@ -125,8 +125,13 @@ def test_fuzzymatching_is_declared_unsupported(loaded: LoadedServer) -> None:
     {"offset": "-5"},
     {"StudyInstanceUID": "1.2.abc"},
     {"fuzzymatching": "maybe"},
+    {"Modality": "CT"},  # a series key on a study query (PS3.18: ModalitiesInStudy)
+    {"PatientID": ["a", "b"]},
+    {"00100010": "x", "PatientName": "y"},
+    {"ReferencedStudySequence.00081150": "1.2.3"},
 ])
-def test_bad_parameters_get_400(loaded: LoadedServer, params: dict[str, str]) -> None:
+def test_bad_parameters_get_400(loaded: LoadedServer, params: dict[str, str | list[str]]
+                                ) -> None:
     response = httpx.get(loaded.url + "/studies", params=params)
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -17,7 +17,11 @@ from starlette.responses import JSONResponse, Response
 from qoima.archive import Archive, StoreResult
 from qoima.dicom.json_model import dataset_to_json
 from qoima.dicomweb import multipart
-from qoima.dicomweb.errors import BadRequestError, UnsupportedMediaTypeError
+from qoima.dicomweb.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from qoima.dicomweb.uids import path_uid
 from qoima.errors import BackendUnavailable, Conflict, InvalidDicom
 
@@ -138,8 +142,7 @@ async def store_instances(request: Request, archive: Archive, max_part_bytes: in
         study_instance_uid = path_uid(request, "study")
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() == MEDIA_TYPE_DICOM:
-        body = await request.body()
-        datas = [body]
+        datas = [await _read_body(request, max_part_bytes)]
     else:
         part_type, boundary = multipart.boundary_of(content_type)
         if part_type and part_type != MEDIA_TYPE_DICOM:
@@ -172,6 +175,15 @@ async def store_instances(request: Request, archive: Archive, max_part_bytes: in
     outcome = await run_in_threadpool(store_part, archive, datas[0], _origin(request),
                                       study_instance_uid)
     return _answer([outcome], request)
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLargeError(f"body exceeds {max_bytes} bytes")
+    return bytes(body)
 
 
 def _answer(outcomes: list[PartOutcome], request: Request) -> Response:
