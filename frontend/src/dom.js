@@ -46,3 +46,11 @@ export function aiSummary(row) {
     positive, model: `${job.pipeline} ${job.model_version}`,
   };
 }
+
+// Acquisition modalities only: AI and report outputs (SR, OT, SEG...) are not what was imaged.
+const DERIVED = new Set(["SR", "OT", "SEG", "PR", "KO", "SC"]);
+export function modalities(value) {
+  const all = (value || "").split("\\").filter(Boolean);
+  const acquired = all.filter((m) => !DERIVED.has(m));
+  return (acquired.length ? acquired : all).join(" ");
+}

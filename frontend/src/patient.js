@@ -1,6 +1,6 @@
 // Patient page: every study of one IIN across facilities, as a timeline with thumbnails.
 import { api, thumbnailUrl } from "./api.js";
-import { aiSummary, h, personName } from "./dom.js";
+import { aiSummary, h, modalities, personName } from "./dom.js";
 import { formatDicomDate, t } from "./i18n.js";
 
 export function renderPatientSearch(root, navigate, iin = "") {
@@ -34,7 +34,7 @@ async function loadPatient(container, iin) {
         h("div", { class: "timeline-date" }, formatDicomDate(study.study_date)),
         image ? h("img", { class: "thumb", alt: "", loading: "lazy", src: thumbnailUrl(study.study_instance_uid, image.series_instance_uid, image.sop_instance_uid) }) : h("div", { class: "thumb" }),
         h("div", { class: "timeline-body" },
-          h("a", { href: `#/study/${study.study_instance_uid}` }, study.study_description || (study.modalities_in_study || "").replaceAll("\\", " ")),
+          h("a", { href: `#/study/${study.study_instance_uid}` }, `${modalities(study.modalities_in_study)} · ${study.study_description || ""}`),
           h("div", {}, study.institution_name || "", study.region ? ` · ${study.region}` : ""),
           h("div", {}, ai.state === "done" ? h("span", { class: `ai ${ai.flagged ? "flagged" : "clear"}` },
             `${t("col.ai")}: ${ai.flagged ? t(`finding.${ai.finding}`) : t("ai.no_finding")} ${(ai.priority ?? 0).toFixed(2)}`) : h("span", { class: "muted" }, t(`ai.state.${ai.state}`))),

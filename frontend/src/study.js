@@ -90,7 +90,10 @@ export async function renderStudy(root, navigate, uid) {
   const image = imageSeries(study);
   if (image) await current.load(image.sop_instance_uid);
   if (heat) current.setHeatmap(renderedUrl(study.study_instance_uid, heat.series_instance_uid, heat.sop_instance_uid));
-  if (study.priors.length) { priorSelect.value = study.priors[0].study_instance_uid; showPrior(priorSelect.value); }
+  // Compare with the newest earlier study; a later one only when there is no earlier one.
+  const earlier = study.priors.find((p) => (p.study_date || "") < (study.study_date || ""));
+  const comparison = earlier || study.priors[0];
+  if (comparison) { priorSelect.value = comparison.study_instance_uid; showPrior(priorSelect.value); }
 
   renderReport(reportPanel, study, ai, () => renderStudy(root, navigate, uid));
   let timer = null;

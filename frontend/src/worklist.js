@@ -1,6 +1,6 @@
 // The AI-prioritised worklist: filters, paging, live refresh, claim-and-open.
 import { api, currentUser } from "./api.js";
-import { aiSummary, ageFrom, h, personName } from "./dom.js";
+import { aiSummary, ageFrom, h, modalities, personName } from "./dom.js";
 import { formatDicomDate, formatWaiting, t } from "./i18n.js";
 
 const REFRESH_MS = 5000;
@@ -78,6 +78,7 @@ export function renderWorklist(root, navigate) {
   function renderRows(items) {
     body.replaceChildren(...items.map((row) => h("tr", {
       class: aiSummary(row).flagged ? "row flagged" : "row", tabindex: 0, "data-study": row.study_instance_uid,
+      "data-priority": row.ai_priority ?? -1, "data-created": row.created_at,
       onclick: () => open(row), onkeydown: (e) => { if (e.key === "Enter") open(row); },
     },
     h("td", {}, row.ai_priority === null ? "–" : h("div", { class: "bar" }, h("i", { style: `width:${Math.round(row.ai_priority * 100)}%` }))),
@@ -85,7 +86,7 @@ export function renderWorklist(root, navigate) {
     h("td", {}, h("a", { href: `#/patient/${row.patient_id}`, onclick: (e) => e.stopPropagation() }, row.patient_id || "")),
     h("td", {}, `${ageFrom(row)} ${t(`sex.${row.patient_sex || "O"}`)}`),
     h("td", {}, row.institution_name || "", h("div", { class: "muted" }, row.region || "")),
-    h("td", {}, (row.modalities_in_study || "").replaceAll("\\", " ").trim()),
+    h("td", {}, modalities(row.modalities_in_study)),
     h("td", {}, formatDicomDate(row.study_date)),
     h("td", {}, aiCell(row)),
     h("td", {}, formatWaiting(row.created_at)),
