@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 MEDIA_TYPE_JPEG = "image/jpeg"
 MEDIA_TYPE_PNG = "image/png"

@@ -86,7 +86,7 @@ async def read_parts(chunks: AsyncIterator[bytes], boundary: str, *, max_part_by
     def on_end() -> None:
         state["ended"] = True
 
-    parser = MultipartParser(boundary, {  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, {
         "on_part_begin": on_part_begin, "on_part_data": on_part_data,
         "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_end": on_end})
