@@ -7,6 +7,7 @@ required matching and return keys) and PS3.4 C.6 (Query/Retrieve information mod
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -34,6 +35,7 @@ class IndexedAttribute:
         return to_snake_case(self.keyword)
 
 
+@functools.cache
 def to_snake_case(keyword: str) -> str:
     """``StudyInstanceUID`` -> ``study_instance_uid`` (acronyms stay one word)."""
     out: list[str] = []

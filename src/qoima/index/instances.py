@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
 from qoima.dicom.attributes import Level, attributes_at
@@ -53,35 +53,66 @@ def _row_values(level: Level, values: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# Statements are built once: constructing SQLAlchemy statements per instance costs more than
+# running them on SQLite.
+_FIND_INSTANCE = (
+    select(instance.c.sop_instance_uid, series.c.series_instance_uid,
+           study.c.study_instance_uid, instance.c.sop_class_uid,
+           instance.c.transfer_syntax_uid, instance.c.blob_key, instance.c.size_bytes,
+           instance.c.sha256)
+    .join(series, series.c.id == instance.c.series_id_fk)
+    .join(study, study.c.id == series.c.study_id_fk)
+    .where(instance.c.sop_instance_uid == bindparam("b_uid"))
+)
+_PATIENT_PK = select(patient.c.id).where(patient.c.patient_key == bindparam("b_key"))
+_STUDY_ROW = select(study.c.id, study.c.modalities_in_study, study.c.sop_classes_in_study).where(
+    study.c.study_instance_uid == bindparam("b_key"))
+_SERIES_PK = select(series.c.id).where(series.c.series_instance_uid == bindparam("b_key"))
+_INSERT_INSTANCE = insert(instance)
+_INSERT_CHANGE = insert(changes)
+_UPDATE_SERIES = update(series).where(series.c.id == bindparam("b_pk")).values(
+    number_of_instances=series.c.number_of_instances + 1,
+    size_bytes=series.c.size_bytes + bindparam("b_size"))
+_UPDATE_STUDY = update(study).where(study.c.id == bindparam("b_pk")).values(
+    number_of_instances=study.c.number_of_instances + 1,
+    size_bytes=study.c.size_bytes + bindparam("b_size"),
+    number_of_series=study.c.number_of_series + bindparam("b_new_series"),
+    updated_at=bindparam("b_now"),
+    modalities_in_study=bindparam("b_modalities"),
+    sop_classes_in_study=bindparam("b_sop_classes"))
+_INSERTS: dict[str, Any] = {}
+
+
 def find_instance(conn: Connection, sop_instance_uid: str) -> InstanceRow | None:
-    row = conn.execute(
-        select(instance.c.sop_instance_uid, series.c.series_instance_uid,
-               study.c.study_instance_uid, instance.c.sop_class_uid,
-               instance.c.transfer_syntax_uid, instance.c.blob_key, instance.c.size_bytes,
-               instance.c.sha256)
-        .join(series, series.c.id == instance.c.series_id_fk)
-        .join(study, study.c.id == series.c.study_id_fk)
-        .where(instance.c.sop_instance_uid == sop_instance_uid)
-    ).first()
+    row = conn.execute(_FIND_INSTANCE, {"b_uid": sop_instance_uid}).first()
     return None if row is None else InstanceRow(*row)
 
 
-def _get_or_create(conn: Connection, table: Any, key_column: str, key: str,
+def _insert_returning_pk(conn: Connection, table: Any, key_column: str,
+                         values: dict[str, Any]) -> int | None:
+    """Insert one row and return its id; None if a concurrent writer inserted it first."""
+    dialect = conn.dialect.name
+    statement = _INSERTS.get(f"{dialect}:{table.name}")
+    if statement is None:
+        if dialect == "postgresql":
+            statement = (postgresql_insert(table).on_conflict_do_nothing(
+                index_elements=[key_column]).returning(table.c.id))
+        else:
+            statement = insert(table).returning(table.c.id)
+        _INSERTS[f"{dialect}:{table.name}"] = statement
+    new_id = conn.execute(statement, values).scalar()
+    return None if new_id is None else int(new_id)
+
+
+def _get_or_create(conn: Connection, lookup: Any, table: Any, key_column: str, key: str,
                    values: dict[str, Any]) -> tuple[int, bool]:
-    existing = conn.execute(select(table.c.id).where(table.c[key_column] == key)).scalar()
+    existing = conn.execute(lookup, {"b_key": key}).scalar()
     if existing is not None:
         return int(existing), False
-    if conn.dialect.name == "postgresql":
-        # Concurrent writers may create the same row; the loser reads the winner's id.
-        statement = (postgresql_insert(table).values(**values)
-                     .on_conflict_do_nothing(index_elements=[key_column]).returning(table.c.id))
-        new_id = conn.execute(statement).scalar()
-        if new_id is None:
-            return int(conn.execute(select(table.c.id).where(
-                table.c[key_column] == key)).scalar_one()), False
-        return int(new_id), True
-    new_id = conn.execute(insert(table).values(**values).returning(table.c.id)).scalar_one()
-    return int(new_id), True
+    new_id = _insert_returning_pk(conn, table, key_column, values)
+    if new_id is None:
+        return int(conn.execute(lookup, {"b_key": key}).scalar_one()), False
+    return new_id, True
 
 
 def insert_instance(conn: Connection, new: NewInstance) -> None:
@@ -93,48 +124,42 @@ def insert_instance(conn: Connection, new: NewInstance) -> None:
     study_uid = values["StudyInstanceUID"]
     # Studies without PatientID are kept apart rather than merged into one anonymous patient.
     patient_key = f"{patient_id}\x1f{issuer}" if patient_id else f"\x1e{study_uid}"
-    patient_pk, _ = _get_or_create(conn, patient, "patient_key", patient_key, {
+    patient_pk, _ = _get_or_create(conn, _PATIENT_PK, patient, "patient_key", patient_key, {
         **_row_values(Level.PATIENT, values), "patient_key": patient_key, "created_at": now})
-    study_pk, _ = _get_or_create(conn, study, "study_instance_uid", study_uid, {
-        **_row_values(Level.STUDY, values), "patient_id_fk": patient_pk,
-        "number_of_series": 0, "number_of_instances": 0, "size_bytes": 0,
-        "created_at": now, "updated_at": now})
+    study_row = conn.execute(_STUDY_ROW, {"b_key": study_uid}).first()
+    if study_row is None:
+        _get_or_create(conn, _STUDY_ROW.with_only_columns(study.c.id), study,
+                       "study_instance_uid", study_uid, {
+                           **_row_values(Level.STUDY, values), "patient_id_fk": patient_pk,
+                           "number_of_series": 0, "number_of_instances": 0, "size_bytes": 0,
+                           "created_at": now, "updated_at": now})
+        study_row = conn.execute(_STUDY_ROW, {"b_key": study_uid}).one()
+    study_pk, modalities, sop_classes = study_row
     series_pk, is_new_series = _get_or_create(
-        conn, series, "series_instance_uid", values["SeriesInstanceUID"], {
+        conn, _SERIES_PK, series, "series_instance_uid", values["SeriesInstanceUID"], {
             **_row_values(Level.SERIES, values), "study_id_fk": study_pk,
             "number_of_instances": 0, "size_bytes": 0, "created_at": now})
-    conn.execute(insert(instance).values(
-        **_row_values(Level.IMAGE, values), series_id_fk=series_pk,
-        transfer_syntax_uid=new.transfer_syntax_uid, blob_key=new.blob_key,
-        size_bytes=new.size_bytes, sha256=new.sha256, origin=new.origin[:200], created_at=now))
-    conn.execute(update(series).where(series.c.id == series_pk).values(
-        number_of_instances=series.c.number_of_instances + 1,
-        size_bytes=series.c.size_bytes + new.size_bytes))
-    study_values: dict[str, Any] = {
-        "number_of_instances": study.c.number_of_instances + 1,
-        "size_bytes": study.c.size_bytes + new.size_bytes, "updated_at": now}
-    if is_new_series:
-        study_values["number_of_series"] = study.c.number_of_series + 1
-    study_values.update(_study_summaries(conn, study_pk, values))
-    conn.execute(update(study).where(study.c.id == study_pk).values(**study_values))
-    conn.execute(insert(changes).values(kind="instance_stored", study_instance_uid=study_uid,
-                                        sop_instance_uid=values["SOPInstanceUID"],
-                                        created_at=now))
+    conn.execute(_INSERT_INSTANCE, {
+        **_row_values(Level.IMAGE, values), "series_id_fk": series_pk,
+        "transfer_syntax_uid": new.transfer_syntax_uid, "blob_key": new.blob_key,
+        "size_bytes": new.size_bytes, "sha256": new.sha256, "origin": new.origin[:200],
+        "created_at": now})
+    conn.execute(_UPDATE_SERIES, {"b_pk": series_pk, "b_size": new.size_bytes})
+    conn.execute(_UPDATE_STUDY, {
+        "b_pk": study_pk, "b_size": new.size_bytes, "b_new_series": int(is_new_series),
+        "b_now": now, "b_modalities": _with_member(modalities, values.get("Modality")),
+        "b_sop_classes": _with_member(sop_classes, values.get("SOPClassUID"))})
+    conn.execute(_INSERT_CHANGE, {"kind": "instance_stored", "study_instance_uid": study_uid,
+                                  "sop_instance_uid": values["SOPInstanceUID"],
+                                  "created_at": now})
 
 
-def _study_summaries(conn: Connection, study_pk: int, values: dict[str, Any]) -> dict[str, str]:
-    """ModalitiesInStudy and SOPClassesInStudy as ``\\A\\B\\`` strings, for LIKE matching."""
-    current = conn.execute(select(study.c.modalities_in_study, study.c.sop_classes_in_study)
-                           .where(study.c.id == study_pk)).one()
-    out: dict[str, str] = {}
-    for column, value, existing in (("modalities_in_study", values.get("Modality"), current[0]),
-                                    ("sop_classes_in_study", values.get("SOPClassUID"),
-                                     current[1])):
-        members = set(filter(None, (existing or "").split("\\")))
-        if value and value not in members:
-            members.add(str(value))
-            out[column] = "\\" + "\\".join(sorted(members)) + "\\"
-    return out
+def _with_member(existing: str | None, value: object) -> str | None:
+    """ModalitiesInStudy/SOPClassesInStudy kept as ``\\A\\B\\``, for LIKE matching."""
+    members = set(filter(None, (existing or "").split("\\")))
+    if value:
+        members.add(str(value))
+    return ("\\" + "\\".join(sorted(members)) + "\\") if members else None
 
 
 def delete_instance_row(conn: Connection, sop_instance_uid: str) -> InstanceRow:
