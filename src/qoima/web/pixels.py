@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 from numpy.typing import NDArray
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels.processing import apply_modality_lut
 
 MAX_VIEWER_SIZE = 1024
 
