@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context
+from pynetdicom import build_context, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
@@ -213,7 +214,8 @@ class DimseHandlers:
             return
         logger.info("C-MOVE %s -> %s instances=%d", event.assoc.requestor.ae_title,
                     destination, len(instances))
-        yield remote.host, remote.port, {"contexts": move_contexts(instances)}
+        yield remote.host, remote.port, {"contexts": move_contexts(instances),
+                                         "evt_handlers": [(evt.EVT_CONN_OPEN, set_no_delay)]}
         yield len(instances)
         yield from self._datasets(event, instances)
 
@@ -229,6 +231,13 @@ def move_contexts(instances: list[StoredInstance]) -> list[PresentationContext]:
     for sop_class, syntaxes in list(contexts)[:128]:
         out.append(build_context(sop_class, list(syntaxes)))
     return out
+
+
+def set_no_delay(event: Event) -> None:
+    """Turn Nagle off: with delayed ACKs it costs ~40 ms per DIMSE message exchange."""
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _status(code: int, comment: str) -> Dataset:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
 
 from pydicom import uid
 from pynetdicom import AE, evt
-from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -94,7 +92,7 @@ def start_server(archive: Archive, options: DimseOptions) -> ThreadedAssociation
     ae = build_ae(archive, options)
     bound = handlers.DimseHandlers(archive, ae_title=options.ae_title)
     events = [
-        (evt.EVT_CONN_OPEN, _set_no_delay),
+        (evt.EVT_CONN_OPEN, handlers.set_no_delay),
         (evt.EVT_C_ECHO, bound.handle_c_echo),
         (evt.EVT_C_STORE, bound.handle_c_store),
         (evt.EVT_C_FIND, bound.handle_c_find),
@@ -104,10 +102,3 @@ def start_server(archive: Archive, options: DimseOptions) -> ThreadedAssociation
     server = ae.start_server((options.host, options.port), block=False, evt_handlers=events)
     logger.info("DIMSE listening on %s:%d as %s", options.host, options.port, options.ae_title)
     return server
-
-
-def _set_no_delay(event: Event) -> None:
-    # Nagle + delayed ACK costs ~40 ms per DIMSE message exchange.
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
