@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import _postgres_database
 from tests.servers import QoimaServer, running_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,22 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QoimaServe
     env = {"QOIMA_AI_STABLE_AGE_S": "1"}
     with running_server(root / "data", env=env, extra_args=["--demo"]) as server:
         yield server
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def demo_api_server(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[QoimaServer]:
+    """``qoima serve --demo`` without AI, on SQLite and on PostgreSQL, for the API rules."""
+    root = tmp_path_factory.mktemp("web-api")
+    env = {"QOIMA_AI_ENABLED": "false"}
+    if request.param == "sqlite":
+        with running_server(root / "data", env=env, extra_args=["--demo"]) as server:
+            yield server
+        return
+    for database_url in _postgres_database():
+        with running_server(root / "data", database_url=database_url, env=env,
+                            extra_args=["--demo"]) as server:
+            yield server
 
 
 def wait_for_ai(server: QoimaServer, count: int = DEMO_STUDIES) -> list[dict[str, Any]]:
