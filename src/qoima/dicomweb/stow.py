@@ -137,44 +137,39 @@ def dicomweb_base(request: Request) -> str:
 
 async def store_instances(request: Request, archive: Archive, max_part_bytes: int) -> Response:
     """POST /studies[/{study}]."""
-    study_instance_uid = None
-    if "study" in request.path_params:
-        study_instance_uid = path_uid(request, "study")
+    study_instance_uid = path_uid(request, "study") if "study" in request.path_params else None
+    origin = _origin(request)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() == MEDIA_TYPE_DICOM:
-        datas = [await _read_body(request, max_part_bytes)]
-    else:
-        part_type, boundary = multipart.boundary_of(content_type)
-        if part_type and part_type != MEDIA_TYPE_DICOM:
-            raise UnsupportedMediaTypeError(f"STOW-RS accepts parts of type {MEDIA_TYPE_DICOM}, "
-                                       f"not {part_type[:60]!r}")
-        parts = await multipart.read_parts(request.stream(), boundary,
-                                           max_part_bytes=max_part_bytes)
-        try:
-            for part in parts:
-                declared = part.content_type.split(";")[0].strip().lower()
-                if declared and declared != MEDIA_TYPE_DICOM:
-                    raise UnsupportedMediaTypeError(f"part of type {declared[:60]!r}; only "
-                                               f"{MEDIA_TYPE_DICOM} is accepted")
-            if not parts:
-                raise BadRequestError("multipart body has no parts")
-            outcomes = []
-            origin = _origin(request)
-            for part in parts:
-                data = part.read()
-                part.close()
-                outcomes.append(await run_in_threadpool(
-                    store_part, archive, data, origin, study_instance_uid))
-                del data
-        finally:
-            for part in parts:
-                part.close()
-        return _answer(outcomes, request)
-    if not datas[0]:
-        raise BadRequestError("empty request body")
-    outcome = await run_in_threadpool(store_part, archive, datas[0], _origin(request),
-                                      study_instance_uid)
-    return _answer([outcome], request)
+        data = await _read_body(request, max_part_bytes)
+        if not data:
+            raise BadRequestError("empty request body")
+        outcome = await run_in_threadpool(store_part, archive, data, origin, study_instance_uid)
+        return _answer([outcome], request)
+    part_type, boundary = multipart.boundary_of(content_type)
+    if part_type and part_type != MEDIA_TYPE_DICOM:
+        raise UnsupportedMediaTypeError(f"STOW-RS accepts parts of type {MEDIA_TYPE_DICOM}, "
+                                        f"not {part_type[:60]!r}")
+    parts = await multipart.read_parts(request.stream(), boundary, max_part_bytes=max_part_bytes)
+    try:
+        if not parts:
+            raise BadRequestError("multipart body has no parts")
+        for part in parts:
+            declared = part.content_type.split(";")[0].strip().lower()
+            if declared and declared != MEDIA_TYPE_DICOM:
+                raise UnsupportedMediaTypeError(f"part of type {declared[:60]!r}; only "
+                                                f"{MEDIA_TYPE_DICOM} is accepted")
+
+        def store_spooled(part: multipart.Part) -> PartOutcome:
+            data = part.read()
+            part.close()  # one copy at a time: the spooled file goes as the bytes arrive
+            return store_part(archive, data, origin, study_instance_uid)
+
+        outcomes = [await run_in_threadpool(store_spooled, part) for part in parts]
+    finally:
+        for part in parts:
+            part.close()
+    return _answer(outcomes, request)
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:
