@@ -167,3 +167,11 @@ def test_cyrillic_and_kazakh_names_match_by_character(server: QoimaServer) -> No
     clunie_name = str(pydicom.dcmread(clunie).PatientName)  # mixes Latin c, e, y, p into Cyrillic
     assert names(clunie_name.upper()) == [clunie_name]
     assert names("люксембург") == []  # all Cyrillic: differs by character, not by case
+
+
+def test_limit_above_the_maximum_is_capped_with_a_warning(loaded: LoadedServer) -> None:
+    response = httpx.get(loaded.url + "/instances", params={"limit": "20000"})
+    assert response.status_code == 200
+    assert "limit is capped" in response.headers["warning"]
+    assert len(response.json()) == len(CORPUS)
+    assert "warning" not in httpx.get(loaded.url + "/instances").headers
