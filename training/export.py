@@ -29,16 +29,26 @@ APPLIES_TO = {
 }
 
 
-def export_model(net: TriageNet, config: SourceConfig, preprocessing: Preprocessing,
-                 thresholds: dict[str, float], training_info: dict[str, Any], out_dir: Path,
-                 version: str) -> None:
+def export_model(
+    net: TriageNet,
+    config: SourceConfig,
+    preprocessing: Preprocessing,
+    thresholds: dict[str, float],
+    training_info: dict[str, Any],
+    out_dir: Path,
+    version: str,
+) -> None:
     net.eval()
     example = torch.zeros(1, 1, preprocessing.crop_px, preprocessing.crop_px)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            ExportWrapper(net), (example,), str(out_dir / "model.onnx"), opset_version=OPSET,
-            input_names=["image"], output_names=["scores", "cam"],
+            ExportWrapper(net),
+            (example,),
+            str(out_dir / "model.onnx"),
+            opset_version=OPSET,
+            input_names=["image"],
+            output_names=["scores", "cam"],
             dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}, "cam": {0: "batch"}},
             dynamo=False,
         )
@@ -49,15 +59,24 @@ def export_model(net: TriageNet, config: SourceConfig, preprocessing: Preprocess
         "version": version,
         "task": "adult frontal chest radiograph triage: abnormality score and per-finding scores",
         "file": "model.onnx",
-        "input": {"name": "image", "shape": ["batch", 1, preprocessing.crop_px,
-                                              preprocessing.crop_px], "dtype": "float32"},
+        "input": {
+            "name": "image",
+            "shape": ["batch", 1, preprocessing.crop_px, preprocessing.crop_px],
+            "dtype": "float32",
+        },
         "preprocessing": preprocessing.to_json(),
         "outputs": {
-            "scores": {"name": "scores", "shape": ["batch", len(config.outputs)],
-                       "meaning": "sigmoid probability per output name"},
-            "cam": {"name": "cam", "shape": ["batch", len(config.outputs), *cam.shape[2:]],
-                    "meaning": "class activation map (logit contributions); its spatial mean "
-                               "is the output's logit"},
+            "scores": {
+                "name": "scores",
+                "shape": ["batch", len(config.outputs)],
+                "meaning": "sigmoid probability per output name",
+            },
+            "cam": {
+                "name": "cam",
+                "shape": ["batch", len(config.outputs), *cam.shape[2:]],
+                "meaning": "class activation map (logit contributions); its spatial mean "
+                "is the output's logit",
+            },
         },
         "output_names": config.outputs,
         "abnormality_output": ABNORMAL,
@@ -86,8 +105,15 @@ def main() -> None:
     net.load_state_dict(checkpoint["state_dict"])
     preprocessing = Preprocessing.from_json(checkpoint["preprocessing"])
     args.out.mkdir(parents=True, exist_ok=True)
-    export_model(net, config, preprocessing, checkpoint["thresholds"], checkpoint["training"],
-                 args.out, args.version)
+    export_model(
+        net,
+        config,
+        preprocessing,
+        checkpoint["thresholds"],
+        checkpoint["training"],
+        args.out,
+        args.version,
+    )
 
 
 if __name__ == "__main__":

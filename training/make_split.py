@@ -37,14 +37,16 @@ def main() -> None:
         with (args.data / source / "labels.csv").open(newline="") as handle:
             for row in csv.DictReader(handle):
                 group = row[str(spec["group_column"])]
-                rows.append({
-                    "source": source,
-                    "file": row["file"],
-                    "label": row["label"],
-                    "group": group,
-                    "split": split_of(config.split_seed, source, group, config.split_fractions),
-                    "population": str(spec["population"]),
-                })
+                rows.append(
+                    {
+                        "source": source,
+                        "file": row["file"],
+                        "label": row["label"],
+                        "group": group,
+                        "split": split_of(config.split_seed, source, group, config.split_fractions),
+                        "population": str(spec["population"]),
+                    }
+                )
     with args.out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

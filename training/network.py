@@ -11,8 +11,15 @@ def _round_channels(channels: float, divisor: int = 8) -> int:
 
 
 class ConvBnAct(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1,
-                 act: bool = True) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = True,
+    ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
@@ -62,8 +69,9 @@ class TriageNet(nn.Module):
     Discriminative Localization").
     """
 
-    def __init__(self, num_outputs: int, width: float = 1.0, last_channels: int = 512,
-                 dropout: float = 0.2) -> None:
+    def __init__(
+        self, num_outputs: int, width: float = 1.0, last_channels: int = 512, dropout: float = 0.2
+    ) -> None:
         super().__init__()
         stem = _round_channels(32 * width)
         layers: list[nn.Module] = [ConvBnAct(1, stem, stride=2)]

@@ -45,9 +45,14 @@ class AugmentedImages(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     make film style, markers and borders less useful than lung content.
     """
 
-    def __init__(self, images: npt.NDArray[np.uint8], targets: npt.NDArray[np.float32],
-                 mask: npt.NDArray[np.float32], preprocessing: Preprocessing,
-                 augment: bool) -> None:
+    def __init__(
+        self,
+        images: npt.NDArray[np.uint8],
+        targets: npt.NDArray[np.float32],
+        mask: npt.NDArray[np.float32],
+        preprocessing: Preprocessing,
+        augment: bool,
+    ) -> None:
         self.images = images
         self.targets = torch.from_numpy(targets)
         self.mask = torch.from_numpy(mask)
@@ -80,11 +85,18 @@ class AugmentedImages(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         in_centre_x = size / 2.0 + shift_x
         in_centre_y = size / 2.0 + shift_y
         coefficients = (
-            cos, -sin, in_centre_x - cos * out_centre + sin * out_centre,
-            sin, cos, in_centre_y - sin * out_centre - cos * out_centre,
+            cos,
+            -sin,
+            in_centre_x - cos * out_centre + sin * out_centre,
+            sin,
+            cos,
+            in_centre_y - sin * out_centre - cos * out_centre,
         )
         picture = Image.fromarray(image).transform(
-            (crop, crop), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR,
+            (crop, crop),
+            Image.Transform.AFFINE,
+            coefficients,
+            Image.Resampling.BILINEAR,
             fillcolor=0,
         )
         if rng.random() < 0.3:
@@ -149,14 +161,15 @@ def predict(net: nn.Module, loader: DataLoader[Any], device: torch.device) -> np
 
 def evaluation_rows(records: list[Record], config: SourceConfig, output: str) -> np.ndarray:
     """Indices of adult images that are labelled for an output: its positives and all normals."""
-    targets, mask = label_targets(records, config)
+    _, mask = label_targets(records, config)
     column = config.outputs.index(output)
     adult = np.array([r.population == "adult" for r in records])
     return np.flatnonzero(adult & (mask[:, column] > 0))
 
 
-def validation_aucs(scores: np.ndarray, records: list[Record], config: SourceConfig
-                    ) -> dict[str, float]:
+def validation_aucs(
+    scores: np.ndarray, records: list[Record], config: SourceConfig
+) -> dict[str, float]:
     targets, _ = label_targets(records, config)
     result = {}
     for column, output in enumerate(config.outputs):
@@ -165,8 +178,9 @@ def validation_aucs(scores: np.ndarray, records: list[Record], config: SourceCon
     return result
 
 
-def thresholds_for(scores: np.ndarray, records: list[Record], config: SourceConfig
-                   ) -> dict[str, float]:
+def thresholds_for(
+    scores: np.ndarray, records: list[Record], config: SourceConfig
+) -> dict[str, float]:
     targets, _ = label_targets(records, config)
     result = {}
     for column, output in enumerate(config.outputs):
@@ -178,8 +192,9 @@ def thresholds_for(scores: np.ndarray, records: list[Record], config: SourceConf
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, help="folder holding the sources' folders")
     parser.add_argument("--pack", type=Path, help="training/cache pack made by training.pack")
     parser.add_argument("--out", type=Path, required=True)
@@ -189,8 +204,12 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=-1)
-    parser.add_argument("--time-budget-s", type=float, default=0.0,
-                        help="stop starting epochs after this many seconds (0: no limit)")
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=0.0,
+        help="stop starting epochs after this many seconds (0: no limit)",
+    )
     parser.add_argument("--max-steps", type=int, default=0, help="steps per epoch (smoke test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--version", default="1.0.0")
@@ -221,16 +240,19 @@ def main() -> None:
     workers = args.workers if args.workers >= 0 else min(12, max(1, (torch.get_num_threads())))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    train_set = AugmentedImages(images[train_rows], targets[train_rows], mask[train_rows],
-                                preprocessing, augment=True)
-    val_set = AugmentedImages(images[val_rows], targets[val_rows], mask[val_rows],
-                              preprocessing, augment=False)
+    train_set = AugmentedImages(
+        images[train_rows], targets[train_rows], mask[train_rows], preprocessing, augment=True
+    )
+    val_set = AugmentedImages(
+        images[val_rows], targets[val_rows], mask[val_rows], preprocessing, augment=False
+    )
     sampler = WeightedRandomSampler(balanced_weights(train_records), len(train_rows))
     loader_options: dict[str, Any] = {"num_workers": workers, "pin_memory": device.type == "cuda"}
     if workers > 0:
         loader_options["persistent_workers"] = True
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
-                              drop_last=True, **loader_options)
+    train_loader = DataLoader(
+        train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True, **loader_options
+    )
     val_loader = DataLoader(val_set, batch_size=256, **loader_options)
 
     net = TriageNet(len(config.outputs), width=args.width).to(device)
@@ -254,18 +276,19 @@ def main() -> None:
         total_loss, steps = 0.0, 0
         for images_batch, targets_batch, mask_batch in train_loader:
             images_batch = images_batch.to(device, non_blocking=True).to(
-                memory_format=torch.channels_last)
+                memory_format=torch.channels_last
+            )
             targets_batch = targets_batch.to(device, non_blocking=True)
             mask_batch = mask_batch.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16,
-                                enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = net(images_batch)
             loss = masked_bce(logits.float(), targets_batch, mask_batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * learning_rate_factor(
-                    progress(step, total_steps, train_started, train_budget_s))
+                    progress(step, total_steps, train_started, train_budget_s)
+                )
             optimizer.step()
             total_loss += loss.item()
             steps += 1
@@ -278,13 +301,23 @@ def main() -> None:
         aucs = validation_aucs(val_scores, val_records, config)
         score = float(np.mean(list(aucs.values())))
         epoch_times.append(time.monotonic() - epoch_start)
-        entry = {"epoch": epoch, "loss": total_loss / max(steps, 1), "val_auc": aucs,
-                 "val_mean_auc": score, "epoch_s": epoch_times[-1],
-                 "lr": optimizer.param_groups[0]["lr"]}
+        entry = {
+            "epoch": epoch,
+            "loss": total_loss / max(steps, 1),
+            "val_auc": aucs,
+            "val_mean_auc": score,
+            "epoch_s": epoch_times[-1],
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         with log_path.open("a") as handle:
             handle.write(json.dumps(entry) + "\n")
-        logger.info("epoch %d loss %.4f val %s (%.0f s)", epoch, entry["loss"],
-                    {k: round(v, 4) for k, v in aucs.items()}, epoch_times[-1])
+        logger.info(
+            "epoch %d loss %.4f val %s (%.0f s)",
+            epoch,
+            entry["loss"],
+            {k: round(v, 4) for k, v in aucs.items()},
+            epoch_times[-1],
+        )
         if score > best_score:
             best_score, best_epoch = score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -305,14 +338,21 @@ def main() -> None:
         "arguments": {k: str(v) for k, v in vars(args).items()},
     }
     net_cpu = net.to("cpu").to(memory_format=torch.contiguous_format).float()
-    torch.save({"state_dict": net_cpu.state_dict(), "width": args.width,
-                "outputs": config.outputs, "thresholds": thresholds,
-                "preprocessing": preprocessing.to_json(), "training": training_info},
-               args.out / "checkpoint.pt")
-    export_model(net_cpu, config, preprocessing, thresholds, training_info, args.out,
-                 args.version)
-    logger.info("done: best epoch %d, val mean AUC %.4f, thresholds %s", best_epoch,
-                best_score, thresholds)
+    torch.save(
+        {
+            "state_dict": net_cpu.state_dict(),
+            "width": args.width,
+            "outputs": config.outputs,
+            "thresholds": thresholds,
+            "preprocessing": preprocessing.to_json(),
+            "training": training_info,
+        },
+        args.out / "checkpoint.pt",
+    )
+    export_model(net_cpu, config, preprocessing, thresholds, training_info, args.out, args.version)
+    logger.info(
+        "done: best epoch %d, val mean AUC %.4f, thresholds %s", best_epoch, best_score, thresholds
+    )
 
 
 if __name__ == "__main__":

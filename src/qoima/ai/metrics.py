@@ -159,9 +159,7 @@ def threshold_for_sensitivity(
     return float(positive_scores[needed - 1])
 
 
-def calibration(
-    scores: npt.ArrayLike, labels: npt.ArrayLike, bins: int = 10
-) -> dict[str, Any]:
+def calibration(scores: npt.ArrayLike, labels: npt.ArrayLike, bins: int = 10) -> dict[str, Any]:
     """Expected calibration error over equal-width bins, with the reliability table."""
     score_array, label_array = _as_binary(scores, labels)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -176,12 +174,14 @@ def calibration(
         mean_score = float(score_array[members].mean())
         positive_rate = float(label_array[members].mean())
         error += count / score_array.size * abs(mean_score - positive_rate)
-        table.append({
-            "low": float(edges[bin_index]),
-            "high": float(edges[bin_index + 1]),
-            "count": count,
-            "mean_score": mean_score,
-            "positive_rate": positive_rate,
-        })
+        table.append(
+            {
+                "low": float(edges[bin_index]),
+                "high": float(edges[bin_index + 1]),
+                "count": count,
+                "mean_score": mean_score,
+                "positive_rate": positive_rate,
+            }
+        )
     brier = float(np.mean((score_array - label_array) ** 2))
     return {"ece": float(error), "brier": brier, "bins": table}

@@ -71,7 +71,7 @@ class OnnxClassifier:
     """An ONNX image classifier with per-output scores and class activation maps."""
 
     def __init__(self, model_dir: Path = CXR_TRIAGE_DIR, intra_op_threads: int = 0) -> None:
-        import onnxruntime
+        import onnxruntime  # type: ignore[import-untyped]
 
         self.description = ModelDescription.from_file(model_dir / "model.json")
         options = onnxruntime.SessionOptions()
@@ -128,7 +128,9 @@ class OnnxClassifier:
                     scores=named,
                     heatmaps={
                         name: heatmap_from_cam(plane, size)
-                        for name, plane in zip(self.description.output_names, image_cam, strict=True)
+                        for name, plane in zip(
+                            self.description.output_names, image_cam, strict=True
+                        )
                     },
                     flagged={
                         name: named[name] >= threshold
