@@ -100,10 +100,11 @@ export function renderWorklist(root, navigate) {
     try {
       const data = await api(`/api/worklist?${params}`);
       renderRows(data.items);
-      summary.textContent = t("worklist.total", { n: data.total });
+      const total = data.is_total_capped ? `${data.total}+` : data.total;
+      summary.textContent = t("worklist.total", { n: total });
       pager.replaceChildren(
         h("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - PAGE); refresh(); } }, "‹"),
-        ` ${data.total ? offset + 1 : 0}–${offset + data.items.length} / ${data.total} `,
+        ` ${data.total ? offset + 1 : 0}–${offset + data.items.length} / ${total} `,
         h("button", { type: "button", disabled: offset + PAGE >= data.total, onclick: () => { offset += PAGE; refresh(); } }, "›"));
       root.dataset.loaded = "1";
     } catch (error) {

@@ -11,11 +11,11 @@ from sqlalchemy import Connection
 from qoima.archive.archive import Archive
 from qoima.errors import Conflict
 from qoima.index import worklist as index_worklist
-from qoima.index.worklist import WorklistFilter
+from qoima.index.worklist import COUNT_CAP, WorklistFilter
 
 CLAIM_TTL_S = 15 * 60.0  # the viewer renews every minute; an abandoned claim lapses
 
-__all__ = ["CLAIM_TTL_S", "WorklistFilter"]
+__all__ = ["CLAIM_TTL_S", "COUNT_CAP", "WorklistFilter"]
 
 
 def _with_ai(archive: Archive, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -208,8 +209,105 @@ facility_region = Table(
 )
 
 # Worklist order: AI priority (unscored last), then waiting time.
-Index("ix_study_worklist_order", func.coalesce(study.c.ai_priority, -1.0).desc(),
-      study.c.created_at)
+WORKLIST_PRIORITY = func.coalesce(study.c.ai_priority, literal_column("-1.0"))
+Index("ix_study_worklist_order", WORKLIST_PRIORITY.desc(), study.c.created_at)
 
 # AI (issue 4): when the scheduler last looked at the study; older than updated_at = look again.
 study.append_column(Column("ai_scheduled_at", Float, nullable=True))
+
+# Security (issue 6): users, tokens, sessions, reading pools, access grants, DIMSE peers,
+# export projects and the hash-chained audit trail ----------------------------------------------
+
+app_user = Table(
+    "app_user",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", String(256), nullable=True),  # argon2id; NULL: tokens/OIDC only
+    Column("role", String(32), nullable=False),
+    Column("institution_name", String(64), nullable=True),  # the user's facility
+    Column("region", String(64), nullable=True),
+    Column("is_active", Integer, nullable=False, default=1),
+    Column("created_at", Float, nullable=False),
+)
+
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the secret
+    Column("username", String(128), ForeignKey("app_user.username"), nullable=False),
+    Column("label", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+)
+
+user_session = Table(
+    "user_session",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("username", String(128), ForeignKey("app_user.username"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+reading_pool = Table(
+    "reading_pool",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("member", String(128), primary_key=True),  # "user:NAME", "facility:X", "region:Y"
+)
+
+access_grant = Table(
+    "access_grant",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("grantee", String(128), nullable=False),  # "user:NAME" or "facility:NAME"
+    Column("patient_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # break_glass, consent
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_access_grant_grantee", "grantee"),
+)
+
+dimse_peer = Table(
+    "dimse_peer",
+    metadata,
+    Column("ae_title", String(16), primary_key=True),
+    Column("institution_name", String(64), nullable=True),
+    Column("role", String(32), nullable=False),
+    Column("addresses", Text, nullable=False),  # space-separated IPs/CIDRs; empty: refused
+)
+
+export_project = Table(
+    "export_project",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("secret", String(64), nullable=False),  # HMAC key: pseudonyms, UIDs, date shifts
+    Column("created_at", Float, nullable=False),
+)
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("occurred_at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("via", String(16), nullable=False),  # session, token, jwt, dimse, open, cli, system
+    Column("source_address", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),  # success, denied, failed
+    Column("patient_ids", Text, nullable=False),  # JSON list
+    Column("study_instance_uids", Text, nullable=False),  # JSON list
+    Column("detail", Text, nullable=False),
+    Column("previous_hash", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
+)
+
+audit_patient = Table(
+    "audit_patient",
+    metadata,
+    Column("event_id", Integer, ForeignKey("audit_event.id"), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Index("ix_audit_patient_patient_id", "patient_id"),
+)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from qoima.errors import Conflict, NotFound
 from qoima.index.tables import (
+    WORKLIST_PRIORITY,
     facility_region,
     instance,
     jobs,
@@ -40,8 +41,13 @@ class WorklistFilter:
     offset: int = 0
 
 
+COUNT_CAP = 10000  # totals beyond this are shown as "10000+": counting 100k rows costs a scan
+
+
 def _worklist_order() -> list[Any]:
-    return [func.coalesce(study.c.ai_priority, -1.0).desc(), study.c.created_at, study.c.id]
+    # The same expression as ix_study_worklist_order, with the constant inline: a bound
+    # parameter would not match the index expression and the database would sort every row.
+    return [WORKLIST_PRIORITY.desc(), study.c.created_at, study.c.id]
 
 
 def _study_columns(now: float) -> list[Any]:
@@ -72,14 +78,25 @@ def _where(criteria: WorklistFilter, now: float) -> list[Any]:
     live_claim = (select(study_claim.c.study_instance_uid)
                   .where(study_claim.c.study_instance_uid == study.c.study_instance_uid,
                          study_claim.c.expires_at > now).exists())
+    signed = report.alias("signed_report")  # the outer report join must not correlate in
+    is_signed = (select(signed.c.id)
+                 .where(signed.c.study_instance_uid == study.c.study_instance_uid,
+                        signed.c.status == "signed").exists())
     if criteria.status == "unreported":
-        clauses.append(or_(report.c.status.is_(None), report.c.status != "signed"))
+        # NOT EXISTS, not an OR over the outer join: PostgreSQL estimates an anti-join well and
+        # then walks ix_study_worklist_order, stopping after one page.
+        clauses.append(~is_signed)
     elif criteria.status == "claimed":
         clauses.append(live_claim)
-    elif criteria.status in ("draft", "signed"):
-        clauses.append(report.c.status == criteria.status)
+    elif criteria.status == "signed":
+        clauses.append(is_signed)
+    elif criteria.status == "draft":
+        clauses.append(report.c.status == "draft")
     if criteria.region:
-        clauses.append(facility_region.c.region == criteria.region)
+        # As facility names, so that ix_study_institution_name serves the region too.
+        clauses.append(study.c.institution_name.in_(
+            select(facility_region.c.institution_name)
+            .where(facility_region.c.region == criteria.region)))
     if criteria.institution_name:
         clauses.append(study.c.institution_name == criteria.institution_name)
     if criteria.modality:
@@ -101,13 +118,17 @@ def _where(criteria: WorklistFilter, now: float) -> list[Any]:
 
 def find_worklist(conn: Connection, criteria: WorklistFilter, now: float
                   ) -> tuple[list[dict[str, Any]], int]:
-    """One page of the worklist and the total number of matches."""
+    """One page of the worklist and the number of matches (at most COUNT_CAP + 1)."""
     where = and_(*_where(criteria, now))
     statement = (select(*_study_columns(now)).select_from(_from_clause()).where(where)
                  .order_by(*_worklist_order()).limit(criteria.limit).offset(criteria.offset))
     rows = [dict(row._mapping) for row in conn.execute(statement)]
-    total = conn.execute(select(func.count()).select_from(_from_clause()).where(where)
-                         ).scalar_one()
+    counted = study.outerjoin(report, report.c.study_instance_uid == study.c.study_instance_uid)
+    if criteria.patient_id:
+        counted = counted.join(patient, patient.c.id == study.c.patient_id_fk)
+    capped = (select(study.c.id).select_from(counted).where(where)
+              .limit(COUNT_CAP + 1).subquery())
+    total = conn.execute(select(func.count()).select_from(capped)).scalar_one()
     return rows, int(total)
 
 

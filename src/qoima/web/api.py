@@ -21,7 +21,7 @@ from qoima.archive import reports as archive_reports
 from qoima.archive import worklist as archive_worklist
 from qoima.archive.archive import Archive
 from qoima.archive.reports import ReportDraft
-from qoima.archive.worklist import WorklistFilter
+from qoima.archive.worklist import COUNT_CAP, WorklistFilter
 from qoima.dicom.iin import InvalidIinError, parse_iin
 from qoima.errors import Conflict, Forbidden, InvalidQuery, NotFound, QoimaError
 from qoima.web.demo import ATTRIBUTION
@@ -114,7 +114,8 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
             offset=_int_param(request, "offset", 0, 10**9),
         )
         rows, total = await run_in_threadpool(archive_worklist.worklist, archive, criteria)
-        return JSONResponse({"items": _plain(rows), "total": total,
+        return JSONResponse({"items": _plain(rows), "total": min(total, COUNT_CAP),
+                             "is_total_capped": total > COUNT_CAP,
                              "offset": criteria.offset, "limit": criteria.limit})
 
     async def facets(_request: Request) -> Response:
