@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from qoima.archive import Archive, ArchivePolicy
+from qoima.archive.access import GuardedArchive
 from qoima.config import Settings
 from qoima.index.database import Database
 from qoima.storage import open_blob_store
@@ -57,7 +59,10 @@ def build_archive(settings: Settings, *, upgrade: bool = True) -> Archive:
         max_sequence_depth=settings.max_sequence_depth,
         orphan_sweep_age_s=settings.orphan_sweep_age_s,
     )
-    return Archive(database, blobs, policy)
+    archive = GuardedArchive(database, blobs, policy)  # issue 6: role and scope checks
+    if settings.audit_syslog_host:
+        archive.audit_syslog_target = (settings.audit_syslog_host, settings.audit_syslog_port)
+    return archive
 
 
 @dataclass
@@ -90,7 +95,8 @@ def _start_dimse(archive: Archive, settings: Settings) -> Callable[[], None]:
         ae_title=settings.ae_title, host=settings.host, port=settings.dicom_port,
         max_pdu_bytes=settings.max_pdu_bytes, dimse_timeout_s=settings.dimse_timeout_s,
         network_timeout_s=settings.network_timeout_s,
-        max_associations=settings.max_associations))
+        max_associations=settings.max_associations),
+        is_access_enforced=settings.is_auth_enforced, ssl_context=dicom_tls_context(settings))
     return server.shutdown
 
 
@@ -146,6 +152,7 @@ def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> 
         return JSONResponse({"status": "ok", "ae_title": settings.ae_title})
 
     routes.append(Route("/healthz", healthz))
+    routes.extend(_add_auth(archive, settings, middleware))
     for extend in _route_providers():
         routes.extend(extend(archive, settings))
 
@@ -162,6 +169,31 @@ def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> 
             logger.info("Qoima stopped")
 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def _add_auth(archive: Archive, settings: Settings, middleware: list[Middleware]
+              ) -> list[BaseRoute]:
+    """Issue 6: the authentication middleware (after CORS) and the login routes."""
+    from qoima.web.auth import AuthMiddleware, AuthOptions, auth_routes
+
+    options = AuthOptions(is_enforced=settings.is_auth_enforced, jwks=settings.oidc_jwks,
+                          issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+                          is_https=bool(settings.tls_certfile))
+    middleware.append(Middleware(AuthMiddleware, archive=archive, options=options))
+    return auth_routes(archive, options)
+
+
+def dicom_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """DICOM TLS (PS3.15 B.1, TLS 1.2+) when a certificate is configured."""
+    if not settings.tls_certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile or None)
+    if settings.tls_ca_file:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(settings.tls_ca_file)
+    return context
 
 
 def _route_providers() -> list[Callable[[Archive, Settings], list[BaseRoute]]]:
@@ -197,7 +229,12 @@ def run_server(settings: Settings) -> None:
     import uvicorn
 
     app, _services, _archive = build_server_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.http_port,
+    if settings.is_auth_enforced:
+        logger.info("authentication enforced: no patient data without a login, token or "
+                    "allowed DIMSE peer")
+    tls = ({"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile or None}
+           if settings.tls_certfile else {})
+    config = uvicorn.Config(app, host=settings.host, port=settings.http_port, **tls,
                             log_level=settings.log_level.lower(), access_log=False,
                             timeout_graceful_shutdown=10, lifespan="on")
     uvicorn.Server(config).run()

@@ -40,11 +40,25 @@ class Settings:
     ai_workers: int = 1
     ai_threads: int = 2
     log_level: str = "INFO"
+    auth_required: bool = False  # also on whenever host is not a loopback address
+    tls_certfile: str = ""  # PEM certificate: HTTPS and DICOM TLS when set
+    tls_keyfile: str = ""
+    tls_ca_file: str = ""  # DICOM TLS: require client certificates signed by this CA
+    oidc_jwks: str = ""  # path or URL of the identity provider's JWKS (JWT bearer tokens)
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    audit_syslog_host: str = ""  # send each audit record as RFC 5424 syslog over UDP
+    audit_syslog_port: int = 514
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite').resolve()}"
+
+    @property
+    def is_auth_enforced(self) -> bool:
+        """Authentication is on when asked for or when bound beyond this machine."""
+        return self.auth_required or self.host not in {"127.0.0.1", "::1", "localhost"}
 
     @property
     def effective_storage_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
 
 from pydicom import uid
@@ -20,6 +21,7 @@ from pynetdicom.sop_class import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from qoima.archive import Archive
+from qoima.dimse import access as dimse_access
 from qoima.dimse import handlers
 
 logger = logging.getLogger(__name__)
@@ -87,8 +89,10 @@ def build_ae(archive: Archive, options: DimseOptions) -> AE:
     return ae
 
 
-def start_server(archive: Archive, options: DimseOptions) -> ThreadedAssociationServer:
-    """Start listening in background threads; returns the server (call ``shutdown``)."""
+def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced: bool = False,
+                 ssl_context: ssl.SSLContext | None = None) -> ThreadedAssociationServer:
+    """Start listening in background threads; returns the server (call ``shutdown``).
+    ``is_access_enforced``: only allow-listed peers (issue 6); ``ssl_context``: DICOM TLS."""
     ae = build_ae(archive, options)
     bound = handlers.DimseHandlers(archive, ae_title=options.ae_title)
     events = [
@@ -99,6 +103,8 @@ def start_server(archive: Archive, options: DimseOptions) -> ThreadedAssociation
         (evt.EVT_C_GET, bound.handle_c_get),
         (evt.EVT_C_MOVE, bound.handle_c_move),
     ]
-    server = ae.start_server((options.host, options.port), block=False, evt_handlers=events)
+    events = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
+    server = ae.start_server((options.host, options.port), block=False, evt_handlers=events,
+                             ssl_context=ssl_context)
     logger.info("DIMSE listening on %s:%d as %s", options.host, options.port, options.ae_title)
     return server

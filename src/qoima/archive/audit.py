@@ -1,0 +1,223 @@
+"""The audit trail: who did what to which patient's data, when, from where, with what outcome.
+
+Records are appended to a hash chain (``index.audit``); ``verify`` walks it and reports the first
+changed, inserted or deleted record. Exports: FHIR AuditEvent JSON and DICOM audit messages
+(PS3.15 A.5) sent as RFC 5424 syslog over UDP. Nothing here logs patient identifiers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from qoima.archive.access import Principal
+from qoima.archive.archive import Archive
+from qoima.index import audit as index_audit
+from qoima.index.audit import GENESIS_HASH, NewAuditEvent
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = ("query", "retrieve", "store", "delete", "report", "export", "login", "logout",
+           "break-glass", "settings", "audit")
+SYSTEM = Principal("qoima", "admin", "system")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    is_intact: bool
+    records: int
+    head_hash: str
+    first_bad_id: int | None = None
+    problem: str = ""
+
+
+def record(archive: Archive, principal: Principal | None, action: str, outcome: str, *,
+           study_instance_uids: list[str] | set[str] = (), patient_ids: list[str] = (),
+           detail: str = "") -> int:
+    """Append one audit record; patient IDs of the studies are looked up here. Returns its id."""
+    who = principal or SYSTEM
+    studies = sorted({u for u in study_instance_uids if u})[:1000]
+
+    def work(conn: Any) -> int:
+        patients = set(patient_ids) | set(
+            index_audit.patients_of_studies(conn, studies).values())
+        row = index_audit.append_event(conn, NewAuditEvent(
+            time.time(), who.name, who.role, who.via, who.source_address, action, outcome,
+            tuple(p for p in patients if p), tuple(studies), detail))
+        return int(row["id"])
+
+    event_id = archive.database.write(work)
+    target = getattr(archive, "audit_syslog_target", None)
+    if target is not None:
+        try:
+            send_syslog(events(archive, event_id - 1, limit=1), *target)
+        except OSError:
+            logger.exception("audit record %d not sent to syslog", event_id)
+    logger.debug("audit %d %s %s by %s", event_id, action, outcome, who.name)
+    return event_id
+
+
+def verify(archive: Archive) -> VerifyResult:
+    """Walk the chain: each record's hash, its link to the previous one, and gapless ids."""
+    def work(conn: Any) -> VerifyResult:
+        previous_hash, expected_id, count = GENESIS_HASH, 1, 0
+        for row in index_audit.iter_events(conn):
+            count += 1
+            if row["id"] != expected_id:
+                return VerifyResult(False, count, previous_hash, expected_id,
+                                    f"record {expected_id} is missing (next is {row['id']})")
+            if row["previous_hash"] != previous_hash:
+                return VerifyResult(False, count, previous_hash, row["id"],
+                                    f"record {row['id']} does not follow record "
+                                    f"{row['id'] - 1} (inserted or reordered)")
+            if index_audit.compute_hash(row) != row["record_hash"]:
+                return VerifyResult(False, count, previous_hash, row["id"],
+                                    f"record {row['id']} was changed")
+            previous_hash, expected_id = row["record_hash"], expected_id + 1
+        return VerifyResult(True, count, previous_hash)
+
+    return archive.database.read(work)
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["patient_ids"] = json.loads(row["patient_ids"])
+    out["study_instance_uids"] = json.loads(row["study_instance_uids"])
+    out["occurred_at_iso"] = _iso(row["occurred_at"])
+    return out
+
+
+def events(archive: Archive, after_id: int = 0, limit: int = 10**9) -> list[dict[str, Any]]:
+    def work(conn: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for row in index_audit.iter_events(conn, after_id):
+            rows.append(_decoded(row))
+            if len(rows) >= limit:
+                break
+        return rows
+
+    return archive.database.read(work)
+
+
+def who_viewed(archive: Archive, patient_id: str) -> list[dict[str, Any]]:
+    """The patient-facing view: who accessed this patient's data, when, from which facility
+    and for what; other patients in the same record are not shown."""
+    rows = archive.database.read(lambda conn: index_audit.events_for_patient(conn, patient_id))
+    return [{"when": _iso(r["occurred_at"]), "who": r["actor"], "role": r["role"],
+             "via": r["via"], "action": r["action"], "outcome": r["outcome"],
+             "studies": len(json.loads(r["study_instance_uids"]))}
+            for r in rows if r["outcome"] == "success"]
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch_s, datetime.UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
+# FHIR AuditEvent (R4) --------------------------------------------------------------------------
+_FHIR_ACTION = {"query": "E", "retrieve": "R", "store": "C", "delete": "D", "report": "U",
+                "export": "R", "login": "E", "logout": "E", "break-glass": "E",
+                "settings": "U", "audit": "R"}
+_DCM_EVENT = {  # PS3.15 A.5.3 event IDs (DCM code values) by our action
+    "query": ("110112", "Query"), "retrieve": ("110103", "DICOM Instances Accessed"),
+    "store": ("110104", "DICOM Instances Transferred"), "delete": ("110105", "DICOM Study Deleted"),
+    "report": ("110103", "DICOM Instances Accessed"), "export": ("110106", "Export"),
+    "login": ("110114", "User Authentication"), "logout": ("110114", "User Authentication"),
+    "break-glass": ("110113", "Security Alert"), "settings": ("110113", "Security Alert"),
+    "audit": ("110101", "Audit Log Used"),
+}
+
+
+def to_fhir(event: dict[str, Any], site: str = "qoima") -> dict[str, Any]:
+    """One record as a FHIR R4 AuditEvent resource."""
+    code, display = _DCM_EVENT.get(event["action"], ("110100", "Application Activity"))
+    outcome = {"success": "0", "denied": "4", "failed": "8"}.get(event["outcome"], "8")
+    entities: list[dict[str, Any]] = [
+        {"what": {"identifier": {"value": pid}},
+         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                  "code": "1", "display": "Person"}} for pid in event["patient_ids"]]
+    entities += [{"what": {"identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}},
+                  "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                           "code": "2", "display": "System Object"}}
+                 for uid in event["study_instance_uids"]]
+    return {
+        "resourceType": "AuditEvent",
+        "id": str(event["id"]),
+        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": code,
+                 "display": display},
+        "action": _FHIR_ACTION.get(event["action"], "E"),
+        "recorded": event["occurred_at_iso"],
+        "outcome": outcome,
+        "outcomeDesc": event["detail"][:200] if event["outcome"] != "success" else "",
+        "agent": [{"who": {"display": event["actor"]}, "requestor": True,
+                   "role": [{"text": event["role"]}],
+                   "network": {"address": event["source_address"], "type": "2"}}],
+        "source": {"site": site, "observer": {"display": site}},
+        "entity": entities,
+        "extension": [{"url": "urn:qoima:audit-hash", "valueString": event["record_hash"]}],
+    }
+
+
+# DICOM audit message (PS3.15 A.5) and RFC 5424 syslog ------------------------------------------
+def to_dicom_audit_xml(event: dict[str, Any], site: str = "qoima") -> str:
+    """One record as a DICOM Audit Message (PS3.15 A.5.1 schema, RFC 3881 derived)."""
+    code, display = _DCM_EVENT.get(event["action"], ("110100", "Application Activity"))
+    action_code = _FHIR_ACTION.get(event["action"], "E")
+    outcome = {"success": "0", "denied": "4", "failed": "8"}.get(event["outcome"], "8")
+    parts = [
+        "<AuditMessage>",
+        f'<EventIdentification EventActionCode="{action_code}" '
+        f'EventDateTime="{event["occurred_at_iso"]}" EventOutcomeIndicator="{outcome}">',
+        f'<EventID csd-code="{code}" codeSystemName="DCM" originalText={quoteattr(display)}/>',
+        "</EventIdentification>",
+        f'<ActiveParticipant UserID={quoteattr(event["actor"])} UserIsRequestor="true" '
+        f'NetworkAccessPointID={quoteattr(event["source_address"] or "unknown")} '
+        'NetworkAccessPointTypeCode="2">'
+        f'<RoleIDCode csd-code="{escape(event["role"])}" codeSystemName="qoima" '
+        f'originalText={quoteattr(event["role"])}/></ActiveParticipant>',
+        f"<AuditSourceIdentification AuditSourceID={quoteattr(site)}/>",
+    ]
+    for uid in event["study_instance_uids"]:
+        parts.append(f'<ParticipantObjectIdentification ParticipantObjectID={quoteattr(uid)} '
+                     'ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3">'
+                     '<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" '
+                     'originalText="Study Instance UID"/></ParticipantObjectIdentification>')
+    for pid in event["patient_ids"]:
+        parts.append(f'<ParticipantObjectIdentification ParticipantObjectID={quoteattr(pid)} '
+                     'ParticipantObjectTypeCode="1" ParticipantObjectTypeCodeRole="1">'
+                     '<ParticipantObjectIDTypeCode csd-code="2" codeSystemName="RFC-3881" '
+                     'originalText="Patient Number"/></ParticipantObjectIdentification>')
+    parts.append("</AuditMessage>")
+    return "".join(parts)
+
+
+def to_syslog(event: dict[str, Any], hostname: str = "qoima", site: str = "qoima") -> bytes:
+    """RFC 5424 message with the DICOM audit XML as MSG (facility 10 authpriv, notice)."""
+    priority = 10 * 8 + 5
+    header = (f"<{priority}>1 {event['occurred_at_iso']} {hostname} qoima - "
+              f"IHE+RFC-3881 [qoima@32473 id=\"{event['id']}\" "
+              f"hash=\"{event['record_hash']}\"] ")
+    return header.encode("utf-8") + b"\xef\xbb\xbf" + to_dicom_audit_xml(event, site).encode()
+
+
+def send_syslog(events_to_send: list[dict[str, Any]], host: str, port: int = 514) -> int:
+    """Send records over UDP (RFC 5426); returns how many were sent."""
+    sent = 0
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                       socket.SOCK_DGRAM) as sock:
+        for event in events_to_send:
+            sock.sendto(to_syslog(event, socket.gethostname()), (host, port))
+            sent += 1
+    return sent
+
+
+def iter_fhir(archive: Archive, after_id: int = 0) -> Iterator[dict[str, Any]]:
+    for event in events(archive, after_id):
+        yield to_fhir(event)
