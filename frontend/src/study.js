@@ -10,8 +10,12 @@ const TEMPLATES = {
   mammography: ["birads_0", "birads_1", "birads_2", "birads_3", "birads_4", "birads_5", "birads_6"],
 };
 
+function imageSeriesList(study) {
+  return (study.series || []).filter((s) => !String(s.origin || "").startsWith("ai:") && s.modality !== "SR" && s.rows);
+}
+
 function imageSeries(study) {
-  return (study.series || []).find((s) => !String(s.origin || "").startsWith("ai:") && s.modality !== "SR" && s.rows);
+  return imageSeriesList(study)[0];
 }
 
 function heatmapSeries(study) {
@@ -87,9 +91,43 @@ export async function renderStudy(root, navigate, uid) {
     h("div", { class: "study-body" }, viewers, reportPanel)));
   setTool("wl");
 
-  const image = imageSeries(study);
-  if (image) await current.load(image.sop_instance_uid);
-  if (heat) current.setHeatmap(renderedUrl(study.study_instance_uid, heat.series_instance_uid, heat.sop_instance_uid));
+  // Series buttons and a slider (or arrow keys) to move through the instances of one series.
+  const stack = { instances: [], index: 0, heatmaps: [] };
+  const slider = h("input", { type: "range", min: 0, max: 0, value: 0, class: "stack", "data-testid": "stack-slider",
+    oninput: () => showInstance(Number(slider.value)) });
+  const position = h("span", { class: "muted", "data-testid": "stack-position" });
+  async function showInstance(index) {
+    if (!stack.instances.length) return;
+    stack.index = Math.max(0, Math.min(stack.instances.length - 1, index));
+    slider.value = stack.index;
+    position.textContent = `${stack.index + 1} / ${stack.instances.length}`;
+    await current.load(stack.instances[stack.index], { keepView: true });
+    // the AI stores one heatmap per analysed image, in the same order
+    const heatmap = stack.heatmaps[stack.index] || (stack.instances.length === 1 ? stack.heatmaps[0] : null);
+    current.setHeatmap(heatmap ? renderedUrl(study.study_instance_uid, heat.series_instance_uid, heatmap) : null);
+  }
+  async function showSeries(series, button) {
+    for (const other of seriesBar.querySelectorAll("button")) other.classList.toggle("active", other === button);
+    stack.instances = (await api(`/api/series/${series.series_instance_uid}/instances`)).instances;
+    slider.max = Math.max(0, stack.instances.length - 1);
+    slider.hidden = stack.instances.length < 2;
+    await showInstance(0);
+  }
+  const seriesBar = h("div", { class: "series-bar", "data-testid": "series-bar" });
+  for (const series of imageSeriesList(study)) {
+    const button = h("button", { type: "button", onclick: () => showSeries(series, button) },
+      `${series.series_number ?? ""} ${series.modality || ""} ${series.series_description || ""} (${series.number_of_instances})`);
+    seriesBar.append(button);
+  }
+  toolbar.after(h("div", { class: "toolbar" }, seriesBar, slider, position));
+  const onKey = (event) => {
+    if (event.target.closest && event.target.closest("textarea, input, select")) return;
+    const step = { ArrowDown: 1, PageDown: 10, ArrowUp: -1, PageUp: -10 }[event.key];
+    if (step) { event.preventDefault(); showInstance(stack.index + step); }
+  };
+  document.addEventListener("keydown", onKey);
+  if (heat) stack.heatmaps = (await api(`/api/series/${heat.series_instance_uid}/instances`)).instances;
+  if (seriesBar.firstChild) await showSeries(imageSeriesList(study)[0], seriesBar.firstChild);
   // Compare with the newest earlier study; a later one only when there is no earlier one.
   const earlier = study.priors.find((p) => (p.study_date || "") < (study.study_date || ""));
   const comparison = earlier || study.priors[0];
@@ -100,7 +138,7 @@ export async function renderStudy(root, navigate, uid) {
   if (!study.report || study.report.status !== "signed") {
     timer = setInterval(() => api(`/api/studies/${uid}/claim`, { method: "POST" }).catch(() => {}), CLAIM_RENEW_MS);
   }
-  return () => clearInterval(timer);
+  return () => { clearInterval(timer); document.removeEventListener("keydown", onKey); };
 }
 
 function renderReport(panel, study, ai, reload) {

@@ -21,20 +21,26 @@ export class Viewer {
     this.resizeObserver.observe(this.canvas);
   }
 
-  async load(sopInstanceUid) {
+  // keepView: scrolling through a stack keeps the reader's window, zoom and pan.
+  async load(sopInstanceUid, { keepView = false } = {}) {
     this.info.textContent = t("viewer.loading");
     const frame = await pixels(sopInstanceUid);
+    const sameSize = this.frame && this.frame.rows === frame.rows && this.frame.columns === frame.columns;
+    const keep = keepView && sameSize;
     this.frame = frame;
-    this.center = frame.windowCenter;
-    this.width = frame.windowWidth;
-    this.inverted = frame.inverted;
+    this.sopInstanceUid = sopInstanceUid;
+    if (!keep) {
+      this.center = frame.windowCenter;
+      this.width = frame.windowWidth;
+      this.inverted = frame.inverted;
+      this.measurements = [];
+    }
     this.offscreen = document.createElement("canvas");
     this.offscreen.width = frame.columns;
     this.offscreen.height = frame.rows;
     this.imageData = this.offscreen.getContext("2d").createImageData(frame.columns, frame.rows);
-    this.measurements = [];
     this.applyWindow();
-    this.fit();
+    if (!keep) this.fit();
   }
 
   setHeatmap(url) {

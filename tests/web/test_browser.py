@@ -4,6 +4,7 @@ heatmap, report signing (found again through QIDO-RS), patient timeline, languag
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -164,3 +165,26 @@ def test_language_switch_to_kazakh_and_russian(page: Any, demo_server: QoimaServ
     page.locator("tr.row").first.wait_for()
     assert "нояб" in page.locator("table.worklist").inner_text()  # Russian month names
     assert ARTIFACTS.exists()
+
+
+def test_stack_scrolls_through_a_ct_series(page: Any, demo_server: QoimaServer,
+                                           samples: Path) -> None:
+    from dicomweb_client.api import DICOMwebClient
+
+    folder = samples / "ct_series_3slice"
+    datasets = [pydicom.dcmread(path) for path in sorted(folder.glob("*.dcm"))]
+    DICOMwebClient(demo_server.dicomweb_url).store_instances(datasets)
+    uid = datasets[0].StudyInstanceUID
+    sign_in(page, demo_server, "Reader Five", f"#/study/{uid}")
+    page.locator("canvas[data-rendered='1']").first.wait_for()
+    position = page.get_by_test_id("stack-position")
+    page.wait_for_function("document.querySelector('[data-testid=stack-position]')"
+                           ".textContent === '1 / 3'")
+    first = _canvas_pixels(page)
+    assert first.mean(axis=2).std() > 10
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("document.querySelector('[data-testid=stack-position]')"
+                           ".textContent === '2 / 3'")
+    page.wait_for_timeout(300)
+    assert np.abs(_canvas_pixels(page) - first).mean() > 0.5, "the next slice looks the same"
+    assert position.inner_text() == "2 / 3"
