@@ -175,12 +175,13 @@ def _add_auth(archive: Archive, settings: Settings, middleware: list[Middleware]
               ) -> list[BaseRoute]:
     """Issue 6: the authentication middleware (after CORS) and the login routes."""
     from qoima.web.auth import AuthMiddleware, AuthOptions, auth_routes
+    from qoima.web.security import security_routes
 
     options = AuthOptions(is_enforced=settings.is_auth_enforced, jwks=settings.oidc_jwks,
                           issuer=settings.oidc_issuer, audience=settings.oidc_audience,
                           is_https=bool(settings.tls_certfile))
     middleware.append(Middleware(AuthMiddleware, archive=archive, options=options))
-    return auth_routes(archive, options)
+    return [*auth_routes(archive, options), *security_routes(archive)]
 
 
 def dicom_tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -411,3 +411,10 @@ class GuardedArchive(Archive):
     def delete_instance(self, sop_instance_uid: str) -> None:
         require("manage")
         super().delete_instance(sop_instance_uid)
+
+
+def only_visible(archive: Archive, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows (with ``study_instance_uid``) that the current caller may read; others dropped."""
+    allowed = visible_studies(archive, [str(r.get("study_instance_uid")) for r in rows])
+    _touch(allowed)
+    return [r for r in rows if str(r.get("study_instance_uid")) in allowed]

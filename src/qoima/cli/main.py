@@ -43,9 +43,9 @@ def cli() -> None:
 
 def register_commands() -> None:
     """Attach every command module to the ``qoima`` group (idempotent)."""
-    from qoima.cli import ae, ai, importer, serve, stats
+    from qoima.cli import ae, ai, audit, export, importer, serve, stats, users  # issue 6
 
-    for module in (serve, importer, ae, stats, ai):
+    for module in (serve, importer, ae, stats, ai, users, audit, export):
         module.register(cli)
 
 

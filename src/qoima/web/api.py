@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from qoima.archive import access
 from qoima.archive import reports as archive_reports
 from qoima.archive import worklist as archive_worklist
 from qoima.archive.archive import Archive
@@ -114,6 +115,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
             offset=_int_param(request, "offset", 0, 10**9),
         )
         rows, total = await run_in_threadpool(archive_worklist.worklist, archive, criteria)
+        rows = await run_in_threadpool(access.only_visible, archive, rows)  # issue 6: scope
         return JSONResponse({"items": _plain(rows), "total": min(total, COUNT_CAP),
                              "is_total_capped": total > COUNT_CAP,
                              "offset": criteria.offset, "limit": criteria.limit})
@@ -164,6 +166,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
     async def patient(request: Request) -> Response:
         iin = parse_iin(request.path_params["iin"])
         studies = await run_in_threadpool(archive_worklist.patient_studies, archive, iin.value)
+        studies = await run_in_threadpool(access.only_visible, archive, studies)  # issue 6
         return JSONResponse({"iin": iin.value, "birth_date": iin.birth_date.isoformat(),
                              "sex": iin.sex, "studies": _plain(studies)})
 
