@@ -1,3 +1,5 @@
+import { t } from "./i18n.js";
+
 // A tiny element builder: h("div", {class: "x", onclick}, child, "text").
 export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
@@ -19,9 +21,10 @@ export function personName(value) {
   return (value || "").split("=")[0].split("^").filter(Boolean).join(" ");
 }
 
+// DICOM AS "005Y" -> "5 y" in the reader's language.
 export function ageFrom(row) {
-  if (row.patient_age) return String(Number(row.patient_age.slice(0, 3))) + row.patient_age.slice(3).toLowerCase();
-  return "";
+  if (!row.patient_age || row.patient_age.length !== 4) return row.patient_age || "";
+  return `${Number(row.patient_age.slice(0, 3))} ${t(`age.${row.patient_age[3]}`)}`;
 }
 
 // The finding and score shown for a study, from the newest finished AI job.

@@ -31,6 +31,8 @@ export function t(key, vars = {}) {
 // DICOM DA "YYYYMMDD" -> the local short date.
 export function formatDicomDate(value) {
   if (!value || value.length !== 8) return value || "";
+  // Browsers' ICU data for kk-KZ lacks month names ("2026 M11 25"): use the usual DD.MM.YYYY.
+  if (language === "kk") return `${value.slice(6, 8)}.${value.slice(4, 6)}.${value.slice(0, 4)}`;
   const date = new Date(Date.UTC(+value.slice(0, 4), +value.slice(4, 6) - 1, +value.slice(6, 8)));
   return new Intl.DateTimeFormat(LOCALES[language], { dateStyle: "medium", timeZone: "UTC" }).format(date);
 }
