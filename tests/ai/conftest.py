@@ -49,7 +49,8 @@ def registry(tiny_models_dir: Path) -> Registry:
 
 @pytest.fixture
 def runner(archive: Archive, registry: Registry) -> JobRunner:
-    return JobRunner(archive, registry, WorkerOptions(thread_niceness=0, backoff_base_s=2.0))
+    return JobRunner(archive, registry, WorkerOptions(thread_niceness=0, backoff_base_s=2.0,
+                                                     ingest_quiet_s=0.0))
 
 
 def chest_bytes(study: str, *, source: Path = CHEST_CR, view_position: str | None = None,

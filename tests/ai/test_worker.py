@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,7 @@ def test_errors_retry_with_backoff_then_fail(archive: Archive, tmp_path: Path) -
     registry = Registry.discover([tmp_path / "models"], include_shipped=False)
     (folder / "model.onnx").write_bytes(b"not an onnx model")
     runner = JobRunner(archive, registry, WorkerOptions(max_attempts=3, backoff_base_s=2.0,
-                                                        thread_niceness=0))
+                                                        thread_niceness=0, ingest_quiet_s=0))
     archive.store_instance(chest_bytes("retry"), "test")
     [job] = schedule_now(archive, registry)
     delays = [runner.run_job(job.id) for _ in range(3)]
@@ -132,7 +133,8 @@ def test_pending_job_waits_for_its_retry_time(archive: Archive, tmp_path: Path) 
     folder = write_tiny_model(tmp_path / "models" / "broken")
     registry = Registry.discover([tmp_path / "models"], include_shipped=False)
     (folder / "model.onnx").write_bytes(b"not an onnx model")
-    runner = JobRunner(archive, registry, WorkerOptions(backoff_base_s=60.0, thread_niceness=0))
+    runner = JobRunner(archive, registry, WorkerOptions(backoff_base_s=60.0, thread_niceness=0,
+                                                        ingest_quiet_s=0))
     archive.store_instance(chest_bytes("wait"), "test")
     [job] = schedule_now(archive, registry)
     runner.run_job(job.id)
@@ -160,3 +162,27 @@ def test_running_job_is_not_claimed_twice(archive: Archive, registry: Registry) 
     [job] = schedule_now(archive, registry)
     assert Jobs(archive).claim(job.id, lease_s=600) is not None
     assert Jobs(archive).claim(job.id, lease_s=600) is None
+
+
+def test_job_waits_for_a_pause_in_ingest(archive: Archive, registry: Registry) -> None:
+    runner = JobRunner(archive, registry, WorkerOptions(thread_niceness=0, ingest_quiet_s=1.5,
+                                                        max_defer_s=30))
+    archive.store_instance(chest_bytes("pause"), "test")
+    [job] = schedule_now(archive, registry)
+    stored_at = Jobs(archive).last_ingest_at()
+    runner.run_job(job.id)
+    row = _job(archive, job.id)
+    assert stored_at is not None
+    assert row.status == DONE
+    assert row.updated_at - stored_at >= 1.5
+
+
+def test_ingest_defers_a_job_only_for_a_while(archive: Archive, registry: Registry) -> None:
+    runner = JobRunner(archive, registry, WorkerOptions(thread_niceness=0, ingest_quiet_s=600,
+                                                        max_defer_s=0.5))
+    archive.store_instance(chest_bytes("busy"), "test")
+    [job] = schedule_now(archive, registry)
+    started = time.monotonic()
+    runner.run_job(job.id)
+    assert _job(archive, job.id).status == DONE
+    assert time.monotonic() - started < 30

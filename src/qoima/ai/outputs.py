@@ -38,6 +38,7 @@ CODE_FINDING = codes.DCM.Finding  # DCM 121071
 CODE_PRESENT = codes.SCT.Present
 CODE_ABSENT = codes.SCT.Absent
 LOCAL_SCHEME = "99QOIMA"
+TAG_FIRST_PIXEL_GROUP = 0x7FE00000  # (7FE0,xxxx): Pixel Data and its float variants
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,14 @@ def _lenient_copied_names() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*person name.*", category=UserWarning)
         yield
+
+
+def without_pixel_data(ds: Dataset) -> Dataset:
+    """The header only: highdicom deep-copies evidence, and the pixels are not needed for it."""
+    header = Dataset({elem.tag: elem for elem in ds if elem.tag < TAG_FIRST_PIXEL_GROUP})
+    if hasattr(ds, "file_meta"):
+        header.file_meta = ds.file_meta
+    return header
 
 
 def finding_code(name: str, extra_codes: dict[str, list[str]] | None = None) -> Code:
@@ -122,7 +131,7 @@ def build_measurement_report(result: ChestTriageResult, uids: OutputUids,
         procedure_reported=PROCEDURE_CHEST_RADIOGRAPH,
         imaging_measurements=groups,
     )
-    evidence = [image.radiograph.dataset for image in result.results]
+    evidence = [without_pixel_data(image.radiograph.dataset) for image in result.results]
     with _lenient_copied_names():
         return hd.sr.ComprehensiveSR(
             evidence=evidence, content=report, series_instance_uid=uids.sr_series,

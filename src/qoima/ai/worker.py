@@ -52,6 +52,10 @@ class WorkerOptions:
     backoff_base_s: float = 5.0  # retry n waits base * 2**(n-1), capped
     backoff_max_s: float = 600.0
     thread_niceness: int = 10  # inference yields the CPU to ingest
+    # While instances are arriving, a job waits (at most max_defer_s) for a pause of
+    # ingest_quiet_s, so AI work does not compete with a burst of ingest on a small machine.
+    ingest_quiet_s: float = 2.0
+    max_defer_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,9 @@ class JobRunner:
         """Execute job ``job_id``; returns the delay before a retry, or None when finished."""
         _lower_thread_priority(self.options.thread_niceness)
         token = current_job_id.set(job_id)
-        started = time.monotonic()
         try:
+            self._wait_for_ingest_pause()
+            started = time.monotonic()
             job = self.jobs.claim(job_id, self.options.lease_s)
             if job is None:
                 logger.debug("job %d not claimable (done, running elsewhere or gone)", job_id)
@@ -107,6 +112,15 @@ class JobRunner:
             return self._run_claimed(job, started)
         finally:
             current_job_id.reset(token)
+
+    def _wait_for_ingest_pause(self) -> None:
+        quiet_s = self.options.ingest_quiet_s
+        deadline = time.monotonic() + self.options.max_defer_s
+        while quiet_s > 0 and time.monotonic() < deadline:
+            last = self.jobs.last_ingest_at()
+            if last is None or time.time() - last >= quiet_s:
+                return
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
     def _run_claimed(self, job: JobRow, started: float) -> float | None:
         try:
@@ -132,13 +146,15 @@ class JobRunner:
                            job.attempts, self.options.max_attempts)
             return delay
         else:
-            self._finish(job, DONE, started, result=summary)
+            self._finish(job, DONE, started, result=summary,
+                         study_priority=float(summary["priority"]))
         return None
 
     def _finish(self, job: JobRow, status: str, started: float, *,
-                result: dict[str, Any] | None = None, error: str | None = None) -> None:
+                result: dict[str, Any] | None = None, error: str | None = None,
+                study_priority: float | None = None) -> None:
         self.jobs.finish(job.id, status, result=json.dumps(result) if result else None,
-                         error=error)
+                         error=error, study_priority=study_priority)
         elapsed = time.monotonic() - started
         if status == DONE:
             logger.info("job %d done: study %s pipeline %s in %.2f s", job.id,
@@ -178,7 +194,6 @@ class JobRunner:
             ChestTriageInput(job.study_instance_uid, radiographs, model.applies_to),
             self.registry.adapter(model))
         stored = self._store_outputs(job, model, result, uids)
-        self.jobs.set_study_priority(job.study_instance_uid, result.priority)
         return summarise(result, stored)
 
     def _store_outputs(self, job: JobRow, model: InstalledModel, result: ChestTriageResult,

@@ -90,9 +90,20 @@ class Jobs:
         return self.database.read(lambda conn: index_jobs.get_job(conn, job_id))
 
     def finish(self, job_id: int, status: str, *, result: str | None = None,
-               error: str | None = None) -> None:
-        self.database.write(lambda conn: index_jobs.finish_job(
-            conn, job_id, status, result=result, error=error))
+               error: str | None = None, study_priority: float | None = None) -> None:
+        """Record the outcome (and the study's worklist priority) in one transaction."""
+        def work(conn: Connection) -> None:
+            index_jobs.finish_job(conn, job_id, status, result=result, error=error)
+            if study_priority is not None:
+                row = index_jobs.get_job(conn, job_id)
+                if row is not None:
+                    index_jobs.set_study_priority(conn, row.study_instance_uid, study_priority)
+
+        self.database.write(work)
+
+    def last_ingest_at(self) -> float | None:
+        """When the newest instance that AI did not make was stored."""
+        return self.database.read(index_jobs.last_ingest_at)
 
     def retry(self, job_id: int, next_attempt_at: float, error: str) -> None:
         self.database.write(lambda conn: index_jobs.retry_job(conn, job_id, next_attempt_at,

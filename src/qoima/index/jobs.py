@@ -143,6 +143,14 @@ def finish_job(conn: Connection, job_id: int, status: str, *, result: str | None
                  .values(status=status, result=result, error=error, updated_at=time.time()))
 
 
+def last_ingest_at(conn: Connection) -> float | None:
+    """When the newest instance not made by AI was stored (newest rows first, by key)."""
+    value = conn.execute(select(instance.c.created_at)
+                         .where(instance.c.origin.not_like("ai:%"))
+                         .order_by(instance.c.id.desc()).limit(1)).scalar()
+    return None if value is None else float(value)
+
+
 def retry_job(conn: Connection, job_id: int, next_attempt_at: float, error: str) -> None:
     conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING)
                  .values(status=PENDING, next_attempt_at=next_attempt_at, error=error,
