@@ -47,14 +47,15 @@ export function renderWorklist(root, navigate) {
       "col.modality", "col.study_date", "col.ai", "col.waiting", "col.status"].map((k) => h("th", {}, t(k))))),
     body);
 
+  // Opening claims the study; when a colleague holds it, it opens to view only (the report
+  // panel says who is reading it).
   async function open(row) {
     try {
       if (row.report_status !== "signed") await api(`/api/studies/${row.study_instance_uid}/claim`, { method: "POST" });
-      navigate(`#/study/${row.study_instance_uid}`);
     } catch (error) {
-      alert(error.status === 409 ? t("claim.taken", { owner: row.claim_owner || "?" }) : error.message);
-      refresh();
+      if (error.status !== 409) { summary.textContent = error.message; return; }
     }
+    navigate(`#/study/${row.study_instance_uid}`);
   }
 
   function statusCell(row) {

@@ -188,3 +188,20 @@ def test_stack_scrolls_through_a_ct_series(page: Any, demo_server: QoimaServer,
     page.wait_for_timeout(300)
     assert np.abs(_canvas_pixels(page) - first).mean() > 0.5, "the next slice looks the same"
     assert position.inner_text() == "2 / 3"
+
+
+def test_study_claimed_by_a_colleague_opens_view_only(page: Any,
+                                                      demo_server: QoimaServer) -> None:
+    items = httpx.get(f"{demo_server.url}/api/worklist", timeout=10).json()["items"]
+    uid = next(i["study_instance_uid"] for i in items if not i["claim_owner"])
+    claimed = httpx.post(f"{demo_server.url}/api/studies/{uid}/claim",
+                         headers={"X-Qoima-User": "Colleague"}, timeout=10)
+    assert claimed.status_code == 200
+    sign_in(page, demo_server, "Reader Six")
+    row = page.locator(f"tr.row[data-study='{uid}']")
+    assert "Colleague" in row.inner_text()
+    row.click()
+    page.locator("canvas[data-rendered='1']").first.wait_for()
+    panel = page.get_by_test_id("report-panel")
+    assert "Colleague" in panel.inner_text()
+    assert page.get_by_test_id("sign").count() == 0
