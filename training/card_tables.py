@@ -96,6 +96,25 @@ def render(metrics: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        "### Unlabelled DICOM samples (`../shared/data/dicom-samples/cr_dx`), product path",
+        "",
+        "| file | outcome |",
+        "|---|---|",
+    ]
+    for sample in metrics["dicom_samples_unlabelled"]:
+        if "scores" in sample:
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in sample["scores"].items())
+            flagged = ", ".join(sample["flagged"]) or "none"
+            outcome = f"scored: {scores}; flagged: {flagged}"
+        else:
+            outcome = (
+                f"skipped: {sample['skipped']}"
+                if "skipped" in sample
+                else (f"failed: {sample['failed'][:90]}")
+            )
+        lines.append(f"| {sample['file']} | {outcome} |")
+    lines += [
+        "",
         "### CPU inference (onnxruntime, 2 threads, model only)",
         "",
         "| measured on | batch 8 images/s, median (best) | batch 1 latency median / p95 "

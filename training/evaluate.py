@@ -143,6 +143,31 @@ def inference_speed(classifier: OnnxClassifier, crop_px: int) -> dict[str, float
     }
 
 
+def dicom_sample_scores(classifier: OnnxClassifier, folder: Path) -> list[dict[str, Any]]:
+    """What the product path does with each (unlabelled) DICOM sample: skip, fail or score."""
+    from pydicom import dcmread
+
+    from qoima.errors import InvalidDicom
+
+    results: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.dcm")):
+        ds = dcmread(path)
+        entry: dict[str, Any] = {"file": path.name}
+        reason = classifier.check_applicable(ds)
+        if reason is not None:
+            entry["skipped"] = reason
+        else:
+            try:
+                prediction = classifier.predict(classifier.input_from_dataset(ds)[np.newaxis])[0]
+            except InvalidDicom as exc:
+                entry["failed"] = str(exc).splitlines()[0]
+            else:
+                entry["scores"] = prediction.scores
+                entry["flagged"] = sorted(k for k, v in prediction.flagged.items() if v)
+        results.append(entry)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -304,6 +329,9 @@ def main() -> None:
         "test_specificity_by_normal_source": specificity_by_normal_source,
         "test_any_output_flag": any_flag_report,
         "test_heatmap_mass": heatmaps,
+        "dicom_samples_unlabelled": dicom_sample_scores(
+            classifier, args.data / "dicom-samples" / "cr_dx"
+        ),
         "inference_speed_cpu": {
             "threads": args.threads,
             **inference_speed(classifier, classifier.description.preprocessing.crop_px),

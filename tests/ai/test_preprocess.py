@@ -51,9 +51,7 @@ def gradient(size: int = 64) -> np.ndarray:
 
 
 @needs_samples
-@pytest.mark.parametrize(
-    "name", ["RG1_UNCI.dcm", "RG1_J2KI.dcm", "SIIM_chest_CR_850819.dcm", "dx_image.dcm"]
-)
+@pytest.mark.parametrize("name", ["RG1_UNCI.dcm", "RG1_J2KI.dcm", "SIIM_chest_CR_850819.dcm"])
 def test_chest_samples_apply_and_give_model_input(name: str) -> None:
     ds = pydicom.dcmread(CR_DX / name)
     assert check_applicable(ds) is None
@@ -90,6 +88,15 @@ def test_non_chest_samples_are_skipped_with_the_body_part(name: str) -> None:
 
 
 @needs_samples
+def test_lateral_veterinary_sample_is_skipped() -> None:
+    # A DX "THORAX" with no ViewPosition; only its processing description says
+    # "CANINE LATERAL THORAX".
+    reason = check_applicable(pydicom.dcmread(CR_DX / "dx_image.dcm"))
+    assert reason is not None
+    assert "lateral" in reason
+
+
+@needs_samples
 def test_undecodable_pixels_raise_invalid_dicom() -> None:
     ds = pydicom.dcmread(CR_DX / "RG2_JPLY.dcm")
     with pytest.raises(InvalidDicom, match="cannot decode pixel data"):
@@ -123,6 +130,9 @@ def test_rescale_and_window_are_applied() -> None:
         ({"ViewPosition": "LL"}, "lateral"),
         ({"ViewPosition": "LATERAL"}, "lateral"),
         ({"SeriesDescription": "Chest LAT"}, "lateral"),
+        ({"AcquisitionDeviceProcessingDescription": "THORAX LATERAL"}, "lateral"),
+        ({"ViewPosition": "", "ImageLaterality": "L"}, "image laterality L"),
+        ({"PatientSpeciesDescription": "Canis lupus familiaris"}, "veterinary"),
         ({"Modality": "CT"}, "modality CT"),
         ({"BodyPartExamined": "KNEE"}, "body part KNEE"),
         ({"NumberOfFrames": 3}, "multi-frame"),
@@ -138,6 +148,11 @@ def test_inapplicable_instances_are_skipped_with_a_reason(
 
 def test_frontal_chest_without_body_part_applies() -> None:
     assert check_applicable(radiograph(gradient(), BodyPartExamined="", ViewPosition="")) is None
+
+
+def test_frontal_view_with_laterality_applies() -> None:
+    ds = radiograph(gradient(), ViewPosition="AP", ImageLaterality="L", StudyDescription="PA+LAT")
+    assert check_applicable(ds) is None
 
 
 def test_equalisation_spreads_values_over_the_range() -> None:

@@ -24,13 +24,20 @@ logger = logging.getLogger(__name__)
 
 FloatImage = npt.NDArray[np.float32]
 
-# PS3.3 C.8.11.7 (DX Series) and C.8.1 (CR): the modalities that hold projection radiographs.
+# The modalities of the CR and DX IODs (PS3.3 A.2, A.26), plus the retired "DR".
 PROJECTION_MODALITIES = frozenset({"CR", "DX", "DR"})
 # PS3.16 CID 4031 code meanings as they appear in BodyPartExamined (CS, upper case).
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX"})
 LATERAL_VIEW_POSITIONS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "XCC"})
 FRONTAL_VIEW_POSITIONS = frozenset({"PA", "AP", ""})
 LATERAL_DESCRIPTION_WORDS = frozenset({"LAT", "LATERAL", "LATERALE", "LL", "RL", "SIDE"})
+DESCRIPTION_KEYWORDS = (
+    "SeriesDescription",
+    "ProtocolName",
+    "AcquisitionDeviceProcessingDescription",
+)
+VETERINARY_WORDS = frozenset({"CANINE", "FELINE", "EQUINE", "BOVINE", "VET", "VETERINARY"})
+HUMAN_SPECIES = ("HUMAN", "HOMO SAPIENS")
 PERCENTILE_LOW = 0.5
 PERCENTILE_HIGH = 99.5
 PERCENTILE_SAMPLE_PX = 512
@@ -92,12 +99,21 @@ def check_applicable(ds: Dataset) -> str | None:
         return f"view position {view} is lateral; the model reads frontal (PA/AP) views only"
     if view not in FRONTAL_VIEW_POSITIONS:
         return f"view position {view} is not frontal (PA/AP)"
+    # Per-image descriptions only: a StudyDescription such as "Chest PA and LAT" names both.
     descriptions = " ".join(
-        str(ds.get(keyword, "")) for keyword in ("SeriesDescription", "ProtocolName")
+        str(ds.get(keyword, "") or "") for keyword in DESCRIPTION_KEYWORDS
     ).upper()
     words = set(re.split(r"[^A-Z]+", descriptions))
     if words & LATERAL_DESCRIPTION_WORDS:
-        return f"series description suggests a lateral view: {descriptions.strip()!r}"
+        return f"image description suggests a lateral view: {descriptions.strip()!r}"
+    species = str(ds.get("PatientSpeciesDescription", "") or "").strip().upper()
+    if (species and not species.startswith(HUMAN_SPECIES)) or words & VETERINARY_WORDS:
+        return "veterinary image; the model reads human chest radiographs only"
+    laterality = str(ds.get("ImageLaterality", "") or "").strip().upper()
+    if not view and laterality in ("L", "R"):
+        # Image Laterality (0020,0062) is R, L, U or B; a frontal chest covers both sides ("B" or
+        # absent), so "L" or "R" with no view position marks a lateral or one-sided image.
+        return f"image laterality {laterality} without a view position suggests a lateral view"
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1:
         return f"{samples} samples per pixel; a greyscale radiograph has 1"
