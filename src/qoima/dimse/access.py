@@ -34,8 +34,10 @@ def guard(events: list[EventHandlerType], archive: Archive, *, is_enforced: bool
     state: dict[int, tuple[Principal, set[str], set[str]]] = {}  # by association id
 
     def on_requested(event: Event) -> None:
+        # At EVT_REQUESTED the requestor's fields are not filled in yet: read the A-ASSOCIATE-RQ
         requestor = event.assoc.requestor
-        ae_title, address = str(requestor.ae_title).strip(), str(requestor.address)
+        calling = requestor.primitive.calling_ae_title if requestor.primitive else ""
+        ae_title, address = str(calling or "").strip(), str(requestor.address)
         if not is_enforced:
             principal = Principal(f"ae:{ae_title}", "admin", "dimse", address)
         else:
@@ -48,6 +50,7 @@ def guard(events: list[EventHandlerType], archive: Archive, *, is_enforced: bool
                                      detail=str(exc))
                 event.assoc.acse.send_reject(_REJECT_PERMANENT, _REJECT_SOURCE_SERVICE_USER,
                                              _REJECT_CALLING_AE_NOT_RECOGNIZED)
+                event.assoc.kill()  # as pynetdicom's own rejection: waits until it is sent
                 return
         touched = access.begin_acting_as(principal)
         state[id(event.assoc)] = (principal, touched, set())
