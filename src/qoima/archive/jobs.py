@@ -48,39 +48,34 @@ class Jobs:
     def schedule_stable_studies(self, cutoff: float, since: float, choose: JobChooser,
                                 limit: int = 200) -> tuple[list[ScheduledJob], float]:
         """Write jobs for studies unchanged since ``cutoff``; returns the new jobs (to enqueue
-        after commit) and the newest ``updated_at`` looked at (the caller's next ``since``)."""
+        after commit) and the newest ``updated_at`` looked at (the caller's next ``since``).
+
+        One transaction for the whole batch: few commits, so ingest is not slowed."""
         studies = self.database.read(
             lambda conn: index_jobs.unscheduled_stable_studies(conn, cutoff, since, limit))
-        created: list[ScheduledJob] = []
-        newest = since
-        for study_instance_uid, updated_at in studies:
-            newest = max(newest, updated_at)
-            created += self._schedule_study(study_instance_uid, updated_at, choose)
-        if len(studies) >= limit:
-            return created, newest
-        return created, max(since, cutoff)
+        if not studies:
+            return [], max(since, cutoff)
 
-    def _schedule_study(self, study_instance_uid: str, updated_at: float,
-                        choose: JobChooser) -> list[ScheduledJob]:
         def work(conn: Connection) -> list[ScheduledJob]:
             now = time.time()
-            candidates = index_jobs.study_candidates(conn, study_instance_uid)
-            pipelines = choose(candidates) if candidates else []
-            ids = index_jobs.insert_jobs(conn, study_instance_uid, pipelines, now)
-            index_jobs.mark_study_scheduled(conn, study_instance_uid, updated_at, now)
-            by_id = []
-            for job_id in ids:
-                row = index_jobs.get_job(conn, job_id)
-                if row is not None:
-                    by_id.append(ScheduledJob(row.id, row.study_instance_uid, row.pipeline,
-                                              row.model_version))
-            return by_id
+            created: list[ScheduledJob] = []
+            for study_instance_uid, updated_at in studies:
+                candidates = index_jobs.study_candidates(conn, study_instance_uid)
+                pipelines = choose(candidates) if candidates else []
+                for job_id in index_jobs.insert_jobs(conn, study_instance_uid, pipelines, now):
+                    row = index_jobs.get_job(conn, job_id)
+                    if row is not None:
+                        created.append(ScheduledJob(row.id, row.study_instance_uid,
+                                                    row.pipeline, row.model_version))
+                index_jobs.mark_study_scheduled(conn, study_instance_uid, updated_at, now)
+            return created
 
         created = self.database.write(work)
         for job in created:
             logger.info("job %d scheduled: study %s pipeline %s version %s", job.id,
                         job.study_instance_uid, job.pipeline, job.model_version)
-        return created
+        newest = max(updated_at for _, updated_at in studies)
+        return created, newest if len(studies) >= limit else max(since, cutoff)
 
     def claim(self, job_id: int, lease_s: float) -> JobRow | None:
         return self.database.write(
