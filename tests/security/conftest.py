@@ -80,7 +80,8 @@ def write_studies(folder: Path) -> list[Path]:
         for number in (1, 2):
             ds = make_instance(patient_id=patient["id"], patient_name=patient["name"],
                                study=patient["study"], number=number, modality="CR",
-                               institution=patient["facility"], accession=f"ACC{patient['id'][-4:]}")
+                               institution=patient["facility"],
+                               accession=f"ACC{patient['id'][-4:]}")
             path = folder / f"{patient['study']}-{number}.dcm"
             ds.save_as(path, enforce_file_format=True)
             paths.append(path)

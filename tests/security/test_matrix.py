@@ -172,7 +172,8 @@ def test_web_ui_session_login(secure: SecureServer, role: str) -> None:
         login = client.post("/login", data={"username": role, "password": PASSWORD})
         assert login.status_code == 303
         cookie = login.headers["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
         assert client.get("/").status_code == 200
         worklist = client.get("/api/worklist?status=all")
         assert worklist.status_code == (403 if VISIBLE[role] is None else 200)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dicognito.anonymizer import Anonymizer
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 # PS3.15 Table E.1-1 attributes whose Basic Profile action is X (remove), or Z/D where an empty
 # or removed value is acceptable, that dicognito does not already replace.
@@ -108,6 +109,20 @@ def _strip(ds: Dataset) -> None:
                 _strip(item)
 
 
+def _complete_file_meta(ds: Dataset) -> None:
+    """Files that arrived without meta still leave as valid Part 10 (PS3.10 7.1)."""
+    meta = ds.file_meta
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "TransferSyntaxUID" not in meta:
+        is_implicit, is_little = ds.original_encoding
+        meta.TransferSyntaxUID = (ExplicitVRBigEndian if is_little is False
+                                  else ImplicitVRLittleEndian if is_implicit
+                                  else ExplicitVRLittleEndian)
+
+
 def deidentify(ds: Dataset, project_secret: str) -> DeidentifiedInstance:
     """De-identify a copy of ``ds`` for the project whose HMAC key is ``project_secret``."""
     out = copy.deepcopy(ds)
@@ -123,6 +138,7 @@ def deidentify(ds: Dataset, project_secret: str) -> DeidentifiedInstance:
                 del out[keyword]
     Anonymizer(seed=project_secret).anonymize(out)
     _strip(out)  # dicognito may add nothing back, but its method text goes after this
+    _complete_file_meta(out)
     out.PatientIdentityRemoved = "YES"
     out.LongitudinalTemporalInformationModified = "MODIFIED"
     out.DeidentificationMethod = ["PS3.15 E.1 Basic Profile", "Retain Longitudinal Modified Dates",
