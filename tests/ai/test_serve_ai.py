@@ -179,3 +179,27 @@ def test_remote_worker_over_redis_writes_the_sr(redis_server_and_worker: QoimaSe
     _wait_for_sr_series(DICOMwebClient(server.dicomweb_url), study_instance_uid, len(models))
     assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"done"}
     assert " done: study " not in server.log()  # the remote worker did it, not serve
+
+
+def test_jobs_survive_a_restart_and_a_lost_queue(tmp_path: Path, tiny_models_dir: Path) -> None:
+    """Jobs written while no worker ran are found in the index after a restart, even when the
+    queue lost its messages (the job row, not the queue, is the truth)."""
+    config = tmp_path / "qoima.toml"
+    config.write_text(f'ai_models_dir = "{tiny_models_dir}"\n')
+    env = {"QOIMA_AI_STABLE_AGE_S": "1", "QOIMA_CONFIG": str(config), "QOIMA_AI_WORKERS": "0"}
+    study_instance_uid = pydicom.dcmread(CHEST_CR, stop_before_pixels=True).StudyInstanceUID
+    with running_server(tmp_path / "data", env=env) as server:
+        models = len(_installed_models(server))
+        _storescu(server, CHEST_CR)
+        deadline = time.monotonic() + TIMEOUT_S
+        while len(_jobs(server, study_instance_uid)) < models:
+            assert time.monotonic() < deadline, "jobs were not scheduled"
+            time.sleep(0.25)
+    assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"pending"}
+    queue_file = tmp_path / "data" / "ai-queue.sqlite"
+    assert queue_file.is_file()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{queue_file}{suffix}").unlink(missing_ok=True)
+    with running_server(tmp_path / "data", env={**env, "QOIMA_AI_WORKERS": "1"}) as server:
+        _wait_for_sr_series(DICOMwebClient(server.dicomweb_url), study_instance_uid, models)
+        assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"done"}

@@ -33,7 +33,7 @@ from qoima.ai.pipelines.chest_triage import (
 )
 from qoima.ai.queue import AiQueue, open_huey
 from qoima.ai.registry import AI_ORIGIN_PREFIX, InstalledModel, Registry
-from qoima.archive import Archive
+from qoima.archive import Archive, StoredInstance
 from qoima.archive.jobs import DONE, FAILED, SKIPPED, JobRow, Jobs
 from qoima.dicom.attributes import Level
 from qoima.dicom.query import Condition, Query
@@ -175,17 +175,16 @@ class JobRunner:
             query = Query(Level.SERIES, (Condition("SeriesInstanceUID", "uid_list",
                                                    values=(series_instance_uid,)),))
             for stored in self.archive.instances_for(query):
-                ds = self._read(stored.sop_instance_uid)
                 radiographs.append(Radiograph(stored.sop_instance_uid,
-                                              stored.series_instance_uid, ds))
+                                              stored.series_instance_uid, self._read(stored)))
         return radiographs
 
-    def _read(self, sop_instance_uid: str) -> Dataset:
-        stored = self.archive.get_instance(sop_instance_uid)
+    def _read(self, stored: StoredInstance) -> Dataset:
         try:
             return dcmread(io.BytesIO(self.archive.read_instance(stored)))
         except Exception as exc:  # pydicom raises many types for malformed files
-            raise InvalidDicom(f"instance {sop_instance_uid} cannot be read: {exc}") from exc
+            raise InvalidDicom(f"instance {stored.sop_instance_uid} cannot be read: "
+                               f"{exc}") from exc
 
     def _execute(self, job: JobRow, model: InstalledModel) -> dict[str, Any]:
         uids = OutputUids.for_job(job.study_instance_uid, job.pipeline, job.model_version)
