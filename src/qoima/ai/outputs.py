@@ -158,7 +158,8 @@ def overlay_pixels(image: RadiographResult, resize_px: int,
     alpha = np.where(heat > 0.2, 0.45 * heat, 0.0)[..., np.newaxis]
     colour = np.stack([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1)
     rgb = display[..., np.newaxis] * (1.0 - alpha) + colour * alpha
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    pixels: npt.NDArray[np.uint8] = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return pixels
 
 
 def build_heatmap_overlay(image: RadiographResult, uids: OutputUids, model_name: str,

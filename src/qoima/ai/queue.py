@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from huey import Huey, RedisHuey, SqliteHuey
-from huey.api import TaskWrapper
-from huey.consumer import Consumer
+from huey import Huey, RedisHuey, SqliteHuey  # type: ignore[import-untyped]
+from huey.api import TaskWrapper  # type: ignore[import-untyped]
+from huey.consumer import Consumer  # type: ignore[import-untyped]
 
 logger = logging.getLogger(__name__)
 

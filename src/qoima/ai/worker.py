@@ -139,8 +139,8 @@ class JobRunner:
                 self._finish(job, FAILED, started,
                              error=f"gave up after {job.attempts} attempts: {reason}")
                 return None
-            delay = min(self.options.backoff_max_s,
-                        self.options.backoff_base_s * 2 ** (job.attempts - 1))
+            delay = float(min(self.options.backoff_max_s,
+                              self.options.backoff_base_s * 2.0 ** (job.attempts - 1)))
             self.jobs.retry(job.id, time.time() + delay, reason)
             logger.warning("job %d will retry in %.0f s (attempt %d of %d)", job.id, delay,
                            job.attempts, self.options.max_attempts)

@@ -31,7 +31,7 @@ def list_models(as_json: bool, **options: Any) -> None:
     from qoima.ai.registry import Registry
 
     registry = Registry.discover(_models_dirs(settings_from(options)))
-    rows = [{
+    rows: list[dict[str, Any]] = [{
         "name": model.name,
         "version": model.version,
         "pipeline": model.pipeline,
