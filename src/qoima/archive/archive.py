@@ -71,12 +71,8 @@ class Archive:
         parsed = parse_instance(data, max_image_pixels=self.policy.max_image_pixels,
                                 max_sequence_depth=self.policy.max_sequence_depth)
         sha256 = hashlib.sha256(parsed.part10).hexdigest()
-        existing = self.database.read(
-            lambda conn: index_instances.find_instance(conn, parsed.sop_instance_uid))
-        if existing is not None:
-            duplicate = self._handle_existing(existing, parsed, sha256)
-            if duplicate is not None:
-                return duplicate
+        # The duplicate check runs inside the write transaction below: one read transaction
+        # fewer per instance; a rare duplicate costs one blob written and deleted.
         key = new_key()
         self.blobs.write(key, parsed.part10)
         new = index_instances.NewInstance(parsed.values, parsed.transfer_syntax_uid, key,
@@ -84,20 +80,22 @@ class Archive:
         replaced: list[str] = []
         try:
             def work(conn: Any) -> None:
-                again = index_instances.find_instance(conn, parsed.sop_instance_uid)
-                if again is not None:
-                    if again.sha256 == sha256:
-                        raise _SameContent(again.blob_key)
+                existing = index_instances.find_instance(conn, parsed.sop_instance_uid)
+                if existing is not None:
+                    if existing.sha256 == sha256:
+                        raise _SameContent(existing.blob_key)
                     if self.policy.duplicate_policy != "overwrite":
                         raise Conflict(f"SOP Instance {parsed.sop_instance_uid} is already "
                                        "stored with different content")
                     index_instances.delete_instance_row(conn, parsed.sop_instance_uid)
-                    replaced.append(again.blob_key)
+                    replaced.append(existing.blob_key)
                 index_instances.insert_instance(conn, new)
 
             self.database.write(work)
         except _SameContent as same:
             self.blobs.delete(key)
+            logger.info("duplicate instance %s (identical content) ignored",
+                        parsed.sop_instance_uid)
             return self._result(parsed, same.blob_key, True)
         except IntegrityError as exc:
             self.blobs.delete(key)
@@ -111,17 +109,6 @@ class Archive:
         logger.info("stored instance %s key=%s origin=%s bytes=%d", parsed.sop_instance_uid,
                     key, origin, len(parsed.part10))
         return self._result(parsed, key, False)
-
-    def _handle_existing(self, existing: index_instances.InstanceRow, parsed: ParsedInstance,
-                         sha256: str) -> StoreResult | None:
-        if existing.sha256 == sha256:
-            logger.info("duplicate instance %s (identical content) ignored",
-                        parsed.sop_instance_uid)
-            return self._result(parsed, existing.blob_key, True)
-        if self.policy.duplicate_policy != "overwrite":
-            raise Conflict(f"SOP Instance {parsed.sop_instance_uid} is already stored with "
-                           "different content")
-        return None
 
     @staticmethod
     def _result(parsed: ParsedInstance, key: str, is_duplicate: bool) -> StoreResult:

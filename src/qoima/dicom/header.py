@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -58,13 +59,26 @@ def _require_uid(ds: Dataset, keyword: str) -> str:
 
 
 def _sequence_depth(ds: Dataset, limit: int, depth: int = 0) -> int:
+    """Deepest sequence nesting; only sequence elements are converted (the rest stay raw)."""
     deepest = depth
-    for element in ds:
-        if element.VR == "SQ":
-            for item in element.value:
-                deepest = max(deepest, _sequence_depth(item, limit, depth + 1))
-                if deepest > limit:
-                    raise InvalidDicom(f"sequences nested deeper than {limit} levels")
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        vr = raw.VR
+        if vr is None:
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                vr = "UN"
+        # Undefined-length UN (private sequences in implicit VR) may hold items too.
+        is_undefined_length = isinstance(raw, RawDataElement) and raw.length == 0xFFFFFFFF
+        if vr != "SQ" and not (is_undefined_length and tag != TAG_PIXEL_DATA):
+            continue
+        if ds[tag].VR != "SQ":
+            continue
+        for item in ds[tag].value:
+            deepest = max(deepest, _sequence_depth(item, limit, depth + 1))
+            if deepest > limit:
+                raise InvalidDicom(f"sequences nested deeper than {limit} levels")
     return deepest
 
 
@@ -162,7 +176,9 @@ def _check_pixel_data(ds: Dataset, data: bytes, max_image_pixels: int) -> None:
                 f"{len(data) - raw.value_tell} received"
             )
         if rows and columns and tag == TAG_PIXEL_DATA:
-            length = raw.length if isinstance(raw, RawDataElement) else len(raw.value or b"")
+            # What was received counts, not what the element header declares.
+            length = (raw.length if isinstance(raw, RawDataElement) and raw.value is None
+                      else len(raw.value or b""))
             if not (isinstance(raw, RawDataElement) and raw.length == 0xFFFFFFFF):
                 _check_native_length(ds, length, rows, columns, frames)
 
