@@ -2,7 +2,6 @@
 import { api, currentUser, renderedUrl } from "./api.js";
 import { aiSummary, ageFrom, h, personName } from "./dom.js";
 import { formatDicomDate, formatEpoch, t } from "./i18n.js";
-import { Viewer } from "./viewer.js";
 
 const CLAIM_RENEW_MS = 60000;
 const TEMPLATES = {
@@ -31,12 +30,14 @@ export async function renderStudy(root, navigate, uid) {
     return () => {};
   }
   const ai = aiSummary(study);
+  // Cornerstone3D is large: load it only when a study is opened.
+  const { Viewer } = await import("./viewer.js");
   const current = new Viewer({ label: `${t("viewer.current")} · ${formatDicomDate(study.study_date)}` });
   const prior = new Viewer({ label: t("viewer.prior") });
   const viewers = h("div", { class: "viewers" }, current.element);
   const toolButtons = {};
   const setTool = (tool) => {
-    for (const viewer of [current, prior]) viewer.tool = tool;
+    for (const viewer of [current, prior]) viewer.setTool(tool);
     for (const [name, button] of Object.entries(toolButtons)) button.classList.toggle("active", name === tool);
   };
   for (const tool of ["wl", "pan", "zoom", "length"]) {
@@ -68,11 +69,11 @@ export async function renderStudy(root, navigate, uid) {
     const chosen = study.priors.find((p) => p.study_instance_uid === priorUid);
     const image = chosen && imageSeries(chosen);
     if (!image) return;
-    prior.element.querySelector(".viewer-label").textContent = `${t("viewer.prior")} · ${formatDicomDate(chosen.study_date)} · ${chosen.institution_name || ""}`;
+    prior.setLabel(`${t("viewer.prior")} · ${formatDicomDate(chosen.study_date)} · ${chosen.institution_name || ""}`);
     viewers.append(prior.element);
     viewers.classList.add("two");
-    await prior.load(image.sop_instance_uid);
-    current.fit();
+    const { instances } = await api(`/api/series/${image.series_instance_uid}/instances`);
+    await prior.setStack(chosen.study_instance_uid, image.series_instance_uid, instances);
   }
 
   const header = h("div", { class: "study-header" },
@@ -92,26 +93,30 @@ export async function renderStudy(root, navigate, uid) {
   setTool("wl");
 
   // Series buttons and a slider (or arrow keys) to move through the instances of one series.
-  const stack = { instances: [], index: 0, heatmaps: [] };
+  const stack = { instances: [], count: 0, index: 0, heatmaps: [] };
   const slider = h("input", { type: "range", min: 0, max: 0, value: 0, class: "stack", "data-testid": "stack-slider",
     oninput: () => showInstance(Number(slider.value)) });
   const position = h("span", { class: "muted", "data-testid": "stack-position" });
-  async function showInstance(index) {
-    if (!stack.instances.length) return;
-    stack.index = Math.max(0, Math.min(stack.instances.length - 1, index));
-    slider.value = stack.index;
-    position.textContent = `${stack.index + 1} / ${stack.instances.length}`;
-    await current.load(stack.instances[stack.index], { keepView: true });
+  function onIndex(index) {
+    stack.index = index;
+    slider.value = index;
+    position.textContent = `${index + 1} / ${stack.count}`;
     // the AI stores one heatmap per analysed image, in the same order
-    const heatmap = stack.heatmaps[stack.index] || (stack.instances.length === 1 ? stack.heatmaps[0] : null);
+    const heatmap = stack.heatmaps[index] || (stack.count === 1 ? stack.heatmaps[0] : null);
     current.setHeatmap(heatmap ? renderedUrl(study.study_instance_uid, heat.series_instance_uid, heatmap) : null);
   }
+  async function showInstance(index) {
+    if (!stack.count) return;
+    await current.setIndex(Math.max(0, Math.min(stack.count - 1, index)));
+  }
+  current.element.addEventListener("indexchange", (event) => onIndex(event.detail));
   async function showSeries(series, button) {
     for (const other of seriesBar.querySelectorAll("button")) other.classList.toggle("active", other === button);
     stack.instances = (await api(`/api/series/${series.series_instance_uid}/instances`)).instances;
-    slider.max = Math.max(0, stack.instances.length - 1);
-    slider.hidden = stack.instances.length < 2;
-    await showInstance(0);
+    stack.count = await current.setStack(study.study_instance_uid, series.series_instance_uid, stack.instances, 0);
+    slider.max = Math.max(0, stack.count - 1);
+    slider.hidden = stack.count < 2;
+    onIndex(0);
   }
   const seriesBar = h("div", { class: "series-bar", "data-testid": "series-bar" });
   for (const series of imageSeriesList(study)) {

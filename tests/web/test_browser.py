@@ -27,7 +27,7 @@ def _open_first_study(page: Any, server: QoimaServer, reader: str) -> str:
     sign_in(page, server, reader)
     page.locator("tr.row:has(.badge.new)").first.click()  # one nobody else has claimed
     page.wait_for_url("**/#/study/*")
-    page.locator("canvas[data-rendered='1']").first.wait_for()
+    page.locator("[data-testid=viewer-canvas][data-rendered='1']").first.wait_for()
     return str(page.url.rsplit("/", 1)[1])
 
 
@@ -72,7 +72,7 @@ def test_heatmap_toggle_overlays_the_ai_heatmap(page: Any, demo_server: QoimaSer
     assert toggle.is_enabled()
     before = _canvas_pixels(page)
     toggle.click()
-    page.locator("canvas[data-heatmap='on']").first.wait_for()
+    page.locator("[data-testid=viewer-canvas][data-heatmap='on']").first.wait_for()
     page.wait_for_timeout(300)
     after = _canvas_pixels(page)
     screenshot(page, "heatmap.png")
@@ -80,7 +80,7 @@ def test_heatmap_toggle_overlays_the_ai_heatmap(page: Any, demo_server: QoimaSer
     red_minus_blue = (after[..., 0] - after[..., 2]) - (before[..., 0] - before[..., 2])
     assert red_minus_blue.max() > 30
     toggle.click()
-    page.locator("canvas[data-heatmap='off']").first.wait_for()
+    page.locator("[data-testid=viewer-canvas][data-heatmap='off']").first.wait_for()
     assert np.abs(_canvas_pixels(page) - before).mean() < 1
 
 
@@ -93,10 +93,14 @@ def test_length_measurement_is_drawn(page: Any, demo_server: QoimaServer) -> Non
     page.mouse.down()
     page.mouse.move(box["x"] + 300, box["y"] + 300, steps=5)
     page.mouse.up()
+    page.mouse.move(box["x"] + 20, box["y"] + 20)  # away from the line: not highlighted
+    page.wait_for_timeout(300)
     after = _canvas_pixels(page)
-    yellow = (after[..., 0] > 200) & (after[..., 1] > 180) & (after[..., 2] < 80)
-    was_yellow = (before[..., 0] > 200) & (before[..., 1] > 180) & (before[..., 2] < 80)
-    assert yellow.sum() > was_yellow.sum() + 100
+    screenshot(page, "length.png")
+    # the line and its label are coloured; the radiograph is grey
+    colour = np.abs(after[..., 0] - after[..., 2]) + np.abs(after[..., 1] - after[..., 2])
+    was_colour = np.abs(before[..., 0] - before[..., 2]) + np.abs(before[..., 1] - before[..., 2])
+    assert (colour > 120).sum() > (was_colour > 120).sum() + 100
 
 
 def test_signed_report_is_an_sr_found_through_qido(page: Any, demo_server: QoimaServer) -> None:
@@ -176,7 +180,7 @@ def test_stack_scrolls_through_a_ct_series(page: Any, demo_server: QoimaServer,
     DICOMwebClient(demo_server.dicomweb_url).store_instances(datasets)
     uid = datasets[0].StudyInstanceUID
     sign_in(page, demo_server, "Reader Five", f"#/study/{uid}")
-    page.locator("canvas[data-rendered='1']").first.wait_for()
+    page.locator("[data-testid=viewer-canvas][data-rendered='1']").first.wait_for()
     position = page.get_by_test_id("stack-position")
     page.wait_for_function("document.querySelector('[data-testid=stack-position]')"
                            ".textContent === '1 / 3'")
@@ -201,7 +205,7 @@ def test_study_claimed_by_a_colleague_opens_view_only(page: Any,
     row = page.locator(f"tr.row[data-study='{uid}']")
     assert "Colleague" in row.inner_text()
     row.click()
-    page.locator("canvas[data-rendered='1']").first.wait_for()
+    page.locator("[data-testid=viewer-canvas][data-rendered='1']").first.wait_for()
     panel = page.get_by_test_id("report-panel")
     assert "Colleague" in panel.inner_text()
     assert page.get_by_test_id("sign").count() == 0
