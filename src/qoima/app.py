@@ -233,9 +233,9 @@ def run_server(settings: Settings) -> None:
     if settings.is_auth_enforced:
         logger.info("authentication enforced: no patient data without a login, token or "
                     "allowed DIMSE peer")
-    tls = ({"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile or None}
-           if settings.tls_certfile else {})
-    config = uvicorn.Config(app, host=settings.host, port=settings.http_port, **tls,
+    config = uvicorn.Config(app, host=settings.host, port=settings.http_port,
+                            ssl_certfile=settings.tls_certfile or None,
+                            ssl_keyfile=settings.tls_keyfile or None,
                             log_level=settings.log_level.lower(), access_log=False,
                             timeout_graceful_shutdown=10, lifespan="on")
     uvicorn.Server(config).run()

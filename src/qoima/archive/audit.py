@@ -12,7 +12,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -39,7 +39,7 @@ class VerifyResult:
 
 
 def record(archive: Archive, principal: Principal | None, action: str, outcome: str, *,
-           study_instance_uids: list[str] | set[str] = (), patient_ids: list[str] = (),
+           study_instance_uids: Iterable[str] = (), patient_ids: Iterable[str] = (),
            detail: str = "") -> int:
     """Append one audit record; patient IDs of the studies are looked up here. Returns its id."""
     who = principal or SYSTEM

@@ -8,7 +8,7 @@ When access is not enforced (loopback, auth off) every peer is let in as an unre
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pynetdicom import evt
@@ -28,7 +28,7 @@ _REJECT_SOURCE_SERVICE_USER = 0x01
 _REJECT_CALLING_AE_NOT_RECOGNIZED = 0x03  # PS3.8 9.3.4
 
 
-def guard(events: list[EventHandlerType], archive: Archive, *, is_enforced: bool
+def guard(events: Sequence[tuple[Any, ...]], archive: Archive, *, is_enforced: bool
           ) -> list[EventHandlerType]:
     """The server's event handlers with association checks and per-operation auditing."""
     state: dict[int, tuple[Principal, set[str], set[str]]] = {}  # by association id
@@ -122,5 +122,5 @@ def guard(events: list[EventHandlerType], archive: Archive, *, is_enforced: bool
         elif event_type == evt.EVT_C_MOVE:
             wrapped_events.append((event_type, generator(handler, "retrieve", ((None, None),))))
         else:
-            wrapped_events.append(item)
+            wrapped_events.append((event_type, handler))
     return wrapped_events

@@ -103,8 +103,8 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
         (evt.EVT_C_GET, bound.handle_c_get),
         (evt.EVT_C_MOVE, bound.handle_c_move),
     ]
-    events = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
-    server = ae.start_server((options.host, options.port), block=False, evt_handlers=events,
+    guarded = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
+    server = ae.start_server((options.host, options.port), block=False, evt_handlers=guarded,
                              ssl_context=ssl_context)
     logger.info("DIMSE listening on %s:%d as %s", options.host, options.port, options.ae_title)
     return server
