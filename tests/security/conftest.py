@@ -69,6 +69,10 @@ class SecureServer:
         return int(events[-1]["id"]) if events else 0
 
 
+def peer_ae(role: str) -> str:
+    return f"P_{role.upper()[:10]}"
+
+
 def study_uid(patient: dict[str, str]) -> str:
     return uid_for(patient["study"])
 
@@ -106,6 +110,9 @@ def provision(server: QoimaServer, root: Path) -> dict[str, str]:
     access.add_pool_member(archive, "almaty-readers", "user:radiologist")
     access.add_pool_member(archive, "almaty-readers", f"facility:{ALMATY}")
     access.add_peer(archive, PEER_AE, ["127.0.0.1/32"], "technician", ASTANA)
+    for role in ROLES:  # one DIMSE peer per role, all at the Astana facility
+        access.add_peer(archive, peer_ae(role), ["127.0.0.1"], role, ASTANA)
+    access.add_peer(archive, "ELSEWHERE", ["10.9.9.9"], "admin", ASTANA)
     archive.database.dispose()
     return tokens
 

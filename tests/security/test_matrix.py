@@ -17,6 +17,7 @@ from tests.security.conftest import (
     PEER_AE,
     ROLES,
     SecureServer,
+    peer_ae,
     study_uid,
 )
 
@@ -208,6 +209,45 @@ def test_dimse_allowed_peer_sees_its_facility(secure: SecureServer) -> None:
     assert found is not None
     assert STUDY_A in found
     assert STUDY_B not in found
+
+
+def test_dimse_allowed_title_from_another_address_is_rejected(secure: SecureServer) -> None:
+    assert _dimse_find(secure.server.dicom_port, "ELSEWHERE") is None
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_dimse_find_by_role(secure: SecureServer, role: str) -> None:
+    ae = AE(ae_title=peer_ae(role))
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", secure.server.dicom_port, ae_title="QOIMA")
+    assert assoc.is_established
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = ""
+    responses = list(assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind))
+    assoc.release()
+    statuses = [int(status.Status) for status, _ in responses if status is not None]
+    found = {str(match.StudyInstanceUID) for status, match in responses
+             if status is not None and status.Status in (0xFF00, 0xFF01)}
+    if VISIBLE[role] is None:
+        assert statuses == [0x0124]  # Refused: Not Authorized
+        return
+    # DIMSE peers are scoped to their facility (Astana); admins see everything
+    assert found & {STUDY_A, STUDY_B} == ({STUDY_A, STUDY_B} if role == "admin" else {STUDY_A})
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_dimse_store_by_role(secure: SecureServer, role: str) -> None:
+    ds = make_instance(patient_id=PATIENT_A["id"], patient_name=PATIENT_A["name"],
+                       study=f"dimse-{role}", modality="CR", institution=PATIENT_A["facility"])
+    ae = AE(ae_title=peer_ae(role))
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", secure.server.dicom_port, ae_title="QOIMA")
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    may_store = role in ("admin", "radiologist", "technician")
+    assert int(status.Status) == (0x0000 if may_store else 0x0124)
 
 
 def test_server_log_has_no_phi(secure: SecureServer) -> None:
