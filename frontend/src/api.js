@@ -30,21 +30,6 @@ export async function api(path, { method = "GET", body } = {}) {
   return data;
 }
 
-export async function pixels(sopInstanceUid) {
-  const response = await fetch(`/api/instances/${sopInstanceUid}/pixels`);
-  if (!response.ok) throw new ApiError(response.status, {});
-  const h = (name) => response.headers.get(name);
-  return {
-    rows: Number(h("X-Rows")),
-    columns: Number(h("X-Columns")),
-    windowCenter: Number(h("X-Window-Center")),
-    windowWidth: Number(h("X-Window-Width")),
-    inverted: h("X-Inverted") === "1",
-    spacingMm: h("X-Pixel-Spacing") ? Number(h("X-Pixel-Spacing")) : null,
-    values: new Float32Array(await response.arrayBuffer()),
-  };
-}
-
 // WADO-RS rendered and thumbnail resources (PS3.18 10.4.1.1.3), from our DICOMweb service.
 export function renderedUrl(study, series, instance, size) {
   const viewport = size ? `&viewport=${size},${size}` : "";

@@ -91,6 +91,7 @@ export async function renderStudy(root, navigate, uid) {
   root.replaceChildren(h("section", { class: "page study" }, header, toolbar,
     h("div", { class: "study-body" }, viewers, reportPanel)));
   setTool("wl");
+  renderReport(reportPanel, study, ai, () => renderStudy(root, navigate, uid));
 
   // Series buttons and a slider (or arrow keys) to move through the instances of one series.
   const stack = { instances: [], count: 0, index: 0, heatmaps: [] };
@@ -138,7 +139,6 @@ export async function renderStudy(root, navigate, uid) {
   const comparison = earlier || study.priors[0];
   if (comparison) { priorSelect.value = comparison.study_instance_uid; showPrior(priorSelect.value); }
 
-  renderReport(reportPanel, study, ai, () => renderStudy(root, navigate, uid));
   let timer = null;
   if (!study.report || study.report.status !== "signed") {
     timer = setInterval(() => api(`/api/studies/${uid}/claim`, { method: "POST" }).catch(() => {}), CLAIM_RENEW_MS);

@@ -26,7 +26,6 @@ from qoima.archive.worklist import COUNT_CAP, WorklistFilter
 from qoima.dicom.iin import InvalidIinError, parse_iin
 from qoima.errors import Conflict, Forbidden, InvalidQuery, NotFound, QoimaError
 from qoima.web.demo import ATTRIBUTION
-from qoima.web.pixels import decode_frame, render_png
 from qoima.web.users import current_user
 
 logger = logging.getLogger(__name__)
@@ -175,31 +174,6 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
                                        request.path_params["series"])
         return JSONResponse({"instances": uids})
 
-    async def pixels(request: Request) -> Response:
-        stored = await run_in_threadpool(archive.get_instance, request.path_params["sop"])
-        data = await run_in_threadpool(archive.read_instance, stored)
-        frame = await run_in_threadpool(decode_frame, data)
-        if frame.values.ndim != 2:
-            raise Conflict("colour image: use rendered.png")
-        rows, columns = frame.values.shape
-        headers = {"X-Rows": str(rows), "X-Columns": str(columns),
-                   "X-Window-Center": f"{frame.window_center:g}",
-                   "X-Window-Width": f"{frame.window_width:g}",
-                   "X-Inverted": "1" if frame.is_inverted else "0",
-                   "X-Pixel-Spacing": f"{frame.pixel_spacing_mm:g}" if frame.pixel_spacing_mm
-                   else "", "Cache-Control": "private, max-age=3600"}
-        return Response(frame.values.astype("<f4").tobytes(),
-                        media_type="application/octet-stream", headers=headers)
-
-    async def rendered(request: Request) -> Response:
-        stored = await run_in_threadpool(archive.get_instance, request.path_params["sop"])
-        data = await run_in_threadpool(archive.read_instance, stored)
-        size = _int_param(request, "size", 1024, 2048) or 1024
-        png = await run_in_threadpool(render_png, data, size,
-                                      request.query_params.get("heatmap") == "1")
-        return Response(png, media_type="image/png",
-                        headers={"Cache-Control": "private, max-age=3600"})
-
     async def i18n(request: Request) -> Response:
         language = request.path_params["lang"]
         if language not in LANGUAGES:
@@ -228,8 +202,6 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
         ("/api/studies/{study}/report/addenda", addendum, ["POST"]),
         ("/api/patients/{iin}", patient, ["GET"]),
         ("/api/series/{series}/instances", series_instances, ["GET"]),
-        ("/api/instances/{sop}/pixels", pixels, ["GET"]),
-        ("/api/instances/{sop}/rendered.png", rendered, ["GET"]),
         ("/api/ai-feedback", ai_feedback, ["GET"]),
     ]
     return [Route(path, _json_errors(endpoint), methods=methods)
