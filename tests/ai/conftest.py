@@ -54,12 +54,13 @@ def runner(archive: Archive, registry: Registry) -> JobRunner:
 
 
 def chest_bytes(study: str, *, source: Path = CHEST_CR, view_position: str | None = None,
-                corrupt_pixels: bool = False, body_part: str | None = None) -> bytes:
+                corrupt_pixels: bool = False, body_part: str | None = None,
+                number: int = 1) -> bytes:
     """A real radiograph under new UIDs (one study per name), optionally altered."""
     ds = pydicom.dcmread(source)
     ds.StudyInstanceUID = uid_for(study)
-    ds.SeriesInstanceUID = uid_for(study, "series")
-    ds.SOPInstanceUID = uid_for(study, "series", 1)
+    ds.SeriesInstanceUID = uid_for(study, "series", number)
+    ds.SOPInstanceUID = uid_for(study, "series", number, "instance")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     if view_position is not None:
         ds.ViewPosition = view_position

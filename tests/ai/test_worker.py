@@ -50,7 +50,8 @@ def test_job_stores_sr_heatmap_and_priority(archive: Archive, registry: Registry
     assert row.status == DONE
     assert row.attempts == 1
     result = json.loads(row.result or "{}")
-    uids = OutputUids.for_job(stored.study_instance_uid, job.pipeline, job.model_version)
+    uids = OutputUids.for_job(stored.study_instance_uid, job.pipeline, job.model_version,
+                              [stored.sop_instance_uid])
     assert result["sr_sop_instance_uid"] == uids.sr_instance
     assert archive.get_instance(uids.sr_instance).sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.33"
     [heatmap] = result["heatmap_sop_instance_uids"]
@@ -186,3 +187,21 @@ def test_ingest_defers_a_job_only_for_a_while(archive: Archive, registry: Regist
     runner.run_job(job.id)
     assert _job(archive, job.id).status == DONE
     assert time.monotonic() - started < 30
+
+
+def test_image_arriving_after_a_finished_job_is_read(archive: Archive, registry: Registry,
+                                                     runner: JobRunner) -> None:
+    archive.store_instance(chest_bytes("late", view_position="LL"), "test")
+    [job] = schedule_now(archive, registry)
+    runner.run_job(job.id)
+    assert _job(archive, job.id).status == SKIPPED
+    stored = archive.store_instance(chest_bytes("late", view_position="PA", number=2), "test")
+    [again] = schedule_now(archive, registry)
+    assert again.id == job.id
+    runner.run_job(job.id)
+    row = _job(archive, job.id)
+    assert row.status == DONE
+    result = json.loads(row.result or "{}")
+    assert [image["sop_instance_uid"] for image in result["images"]] == [
+        stored.sop_instance_uid]
+    assert schedule_now(archive, registry) == []

@@ -1,13 +1,14 @@
 """AI results as DICOM, built with highdicom: a TID 1500 Comprehensive SR and a heatmap overlay.
 
-UIDs are derived from the job (study, pipeline, model version), so a retried job makes the same
-instances and the worker can tell that an output already exists. Nothing here stores anything.
+UIDs are derived from the job (study, pipeline, model version) and the images it read, so a
+retried job makes the same instances and the worker can tell that an output already exists.
+Nothing here stores anything.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,8 +51,10 @@ class OutputUids:
     heatmap_series: str
 
     @classmethod
-    def for_job(cls, study_instance_uid: str, pipeline: str, model_version: str) -> OutputUids:
-        seed = [study_instance_uid, pipeline, model_version]
+    def for_job(cls, study_instance_uid: str, pipeline: str, model_version: str,
+                input_sop_instance_uids: Sequence[str] = ()) -> OutputUids:
+        """Same job and same inputs, same UIDs; a study that gained an image gets new ones."""
+        seed = [study_instance_uid, pipeline, model_version, *sorted(input_sop_instance_uids)]
         return cls(sr_series=generate_uid(entropy_srcs=[*seed, "sr-series"]),
                    sr_instance=generate_uid(entropy_srcs=[*seed, "sr"]),
                    heatmap_series=generate_uid(entropy_srcs=[*seed, "heatmap-series"]))

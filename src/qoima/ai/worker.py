@@ -163,13 +163,12 @@ class JobRunner:
             logger.info("job %d %s: study %s pipeline %s in %.2f s: %s", job.id, status,
                         job.study_instance_uid, job.pipeline, elapsed, error)
 
-    def load_radiographs(self, job: JobRow, model: InstalledModel,
-                         uids: OutputUids) -> list[Radiograph]:
-        """The study's instances in series of a modality the model reads, minus our outputs."""
+    def load_radiographs(self, job: JobRow, model: InstalledModel) -> list[Radiograph]:
+        """The study's instances in series of a modality the model reads (our outputs are SR
+        and OT, so never among them)."""
         series_rows = self.archive.find(_study_query(Level.SERIES, job.study_instance_uid))
         wanted = [row["SeriesInstanceUID"] for row in series_rows
-                  if model.applies_to.matches_modality(str(row.get("Modality") or ""))
-                  and row["SeriesInstanceUID"] not in (uids.sr_series, uids.heatmap_series)]
+                  if model.applies_to.matches_modality(str(row.get("Modality") or ""))]
         radiographs = []
         for series_instance_uid in wanted:
             query = Query(Level.SERIES, (Condition("SeriesInstanceUID", "uid_list",
@@ -187,11 +186,12 @@ class JobRunner:
                                f"{exc}") from exc
 
     def _execute(self, job: JobRow, model: InstalledModel) -> dict[str, Any]:
-        uids = OutputUids.for_job(job.study_instance_uid, job.pipeline, job.model_version)
-        radiographs = self.load_radiographs(job, model, uids)
+        radiographs = self.load_radiographs(job, model)
         result = run_chest_triage(
             ChestTriageInput(job.study_instance_uid, radiographs, model.applies_to),
             self.registry.adapter(model))
+        uids = OutputUids.for_job(job.study_instance_uid, job.pipeline, job.model_version,
+                                  [r.radiograph.sop_instance_uid for r in result.results])
         stored = self._store_outputs(job, model, result, uids)
         return summarise(result, stored)
 

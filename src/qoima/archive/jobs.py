@@ -62,7 +62,11 @@ class Jobs:
             for study_instance_uid, updated_at in studies:
                 candidates = index_jobs.study_candidates(conn, study_instance_uid)
                 pipelines = choose(candidates) if candidates else []
-                for job_id in index_jobs.insert_jobs(conn, study_instance_uid, pipelines, now):
+                job_ids = index_jobs.insert_jobs(conn, study_instance_uid, pipelines, now)
+                # An image that came after a finished job (a PA after a lateral, say) is read.
+                job_ids += index_jobs.rerun_jobs_with_new_inputs(conn, study_instance_uid,
+                                                                 pipelines, now)
+                for job_id in job_ids:
                     row = index_jobs.get_job(conn, job_id)
                     if row is not None:
                         created.append(ScheduledJob(row.id, row.study_instance_uid,

@@ -110,6 +110,40 @@ def insert_jobs(conn: Connection, study_instance_uid: str,
     return created
 
 
+def latest_input_at(conn: Connection, study_instance_uid: str) -> float | None:
+    """When the study's newest instance not made by AI was stored."""
+    value = conn.execute(
+        select(func.max(instance.c.created_at))
+        .join(series, series.c.id == instance.c.series_id_fk)
+        .join(study, study.c.id == series.c.study_id_fk)
+        .where(study.c.study_instance_uid == study_instance_uid,
+               instance.c.origin.not_like("ai:%"))).scalar()
+    return None if value is None else float(value)
+
+
+def rerun_jobs_with_new_inputs(conn: Connection, study_instance_uid: str,
+                               pipelines: list[tuple[str, str]], now: float) -> list[int]:
+    """Finished jobs of the study that have not seen its newest input go back to pending.
+
+    ``next_attempt_at`` is when the job last became due: every input it read is older, so an
+    input newer than that may be unseen (at worst one redundant run, never a missed one)."""
+    newest = latest_input_at(conn, study_instance_uid)
+    if newest is None or not pipelines:
+        return []
+    rerun = []
+    for pipeline, model_version in pipelines:
+        job_id = conn.execute(
+            update(jobs)
+            .where(jobs.c.study_instance_uid == study_instance_uid,
+                   jobs.c.pipeline == pipeline, jobs.c.model_version == model_version,
+                   jobs.c.status.in_(sorted(FINAL_STATUSES)), jobs.c.next_attempt_at < newest)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, error=None, updated_at=now)
+            .returning(jobs.c.id)).scalar()
+        if job_id is not None:
+            rerun.append(int(job_id))
+    return rerun
+
+
 def mark_study_scheduled(conn: Connection, study_instance_uid: str, seen_updated_at: float,
                          now: float) -> None:
     # Only if nothing arrived meanwhile; otherwise the study is looked at again later.
