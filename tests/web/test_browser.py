@@ -3,6 +3,7 @@ heatmap, report signing (found again through QIDO-RS), patient timeline, languag
 
 from __future__ import annotations
 
+import datetime
 import io
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,22 @@ def test_study_claimed_by_a_colleague_opens_view_only(page: Any,
     page.locator("[data-testid=viewer-canvas][data-rendered='1']").first.wait_for()
     page.get_by_test_id("report-panel").get_by_text("Colleague").wait_for()
     assert page.get_by_test_id("sign").count() == 0
+
+
+def test_worklist_shows_new_studies_without_reload(page: Any, demo_server: QoimaServer) -> None:
+    from dicomweb_client.api import DICOMwebClient
+    from pydicom.uid import generate_uid
+
+    from qoima.dicom.iin import make_iin
+    from qoima.web.demo import DEMO_DIR
+
+    sign_in(page, demo_server, "Reader Seven")
+    page.locator("tr.row").first.wait_for()
+    ds = pydicom.dcmread(DEMO_DIR / "demo01.dcm")
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.PatientName = "Жаңа^Пациент"
+    ds.PatientID = make_iin(datetime.date(1988, 4, 1), "F", 4321)
+    DICOMwebClient(demo_server.dicomweb_url).store_instances([ds])
+    page.locator(f"tr.row[data-study='{ds.StudyInstanceUID}']").wait_for(timeout=15000)
+    assert "Жаңа Пациент" in page.locator("table.worklist").inner_text()
