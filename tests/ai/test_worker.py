@@ -10,7 +10,8 @@ import pytest
 
 from qoima.ai.outputs import OutputUids
 from qoima.ai.registry import Registry
-from qoima.ai.worker import JobRunner, Scheduler, WorkerOptions
+from qoima.ai.scheduler import Scheduler
+from qoima.ai.worker import JobRunner, WorkerOptions
 from qoima.archive import Archive
 from qoima.archive.jobs import DONE, FAILED, PENDING, SKIPPED, JobRow, Jobs
 from qoima.dicom.attributes import Level

@@ -1,7 +1,7 @@
-"""AI job execution and scheduling: claim a job row, run its pipeline, store the outputs.
+"""AI job execution: claim a job row, run its pipeline, store the outputs; and the service that
+runs the scheduler and queue consumers inside ``qoima serve``.
 
-The scheduler thread turns stable studies into job rows and enqueues their ids; the runner does
-one job: claim (guarded UPDATE), load the study through the archive, run the pipeline, store
+One job: claim (guarded UPDATE), load the study through the archive, run the pipeline, store
 the heatmaps and the SR (skipping those already stored), write the priority, mark the job done.
 Failures retry with exponential backoff and end as ``failed`` with the reason.
 """
@@ -33,6 +33,7 @@ from qoima.ai.pipelines.chest_triage import (
 )
 from qoima.ai.queue import AiQueue, open_huey
 from qoima.ai.registry import AI_ORIGIN_PREFIX, InstalledModel, Registry
+from qoima.ai.scheduler import Scheduler
 from qoima.archive import Archive, StoredInstance
 from qoima.archive.jobs import DONE, FAILED, SKIPPED, JobRow, Jobs
 from qoima.dicom.attributes import Level
@@ -249,65 +250,6 @@ def summarise(result: ChestTriageResult, stored: dict[str, Any]) -> dict[str, An
                     for s in result.skipped],
         **stored,
     }
-
-
-class Scheduler:
-    """Writes job rows for stable studies and enqueues them; re-enqueues unfinished jobs."""
-
-    SINCE_MARGIN_S = 60.0  # instances committed late still count: look back this far
-
-    def __init__(self, jobs: Jobs, registry: Registry, enqueue: Callable[[int, float], None],
-                 stable_age_s: float, lease_s: float) -> None:
-        self.jobs = jobs
-        self.registry = registry
-        self.enqueue = enqueue
-        self.stable_age_s = stable_age_s
-        self.lease_s = lease_s
-        self.since = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def recover(self) -> int:
-        """Enqueue pending jobs and running jobs whose lease expired (after a restart)."""
-        unfinished = self.jobs.unfinished(self.lease_s)
-        now = time.time()
-        for job in unfinished:
-            self.enqueue(job.id, max(0.0, job.next_attempt_at - now))
-        if unfinished:
-            logger.info("re-enqueued %d unfinished AI jobs", len(unfinished))
-        return len(unfinished)
-
-    def run_once(self) -> int:
-        cutoff = time.time() - self.stable_age_s
-        created, newest = self.jobs.schedule_stable_studies(
-            cutoff, max(0.0, self.since - self.SINCE_MARGIN_S), self.registry.choose_jobs)
-        self.since = max(self.since, newest)
-        for job in created:
-            self.enqueue(job.id, 0.0)
-        return len(created)
-
-    def start(self) -> None:
-        poll_s = min(1.0, max(0.2, self.stable_age_s / 4))
-        recover_every_s = max(30.0, self.lease_s / 2)
-
-        def loop() -> None:
-            last_recovery = time.monotonic()
-            while not self._stop.wait(poll_s):
-                try:
-                    self.run_once()
-                    if time.monotonic() - last_recovery > recover_every_s:
-                        last_recovery = time.monotonic()
-                        self.recover()
-                except Exception:
-                    logger.exception("AI scheduler pass failed")
-
-        self._thread = threading.Thread(target=loop, name="ai-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
 
 def build_queue(archive: Archive, options: AiServiceOptions) -> tuple[AiQueue, Registry]:
