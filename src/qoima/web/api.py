@@ -64,14 +64,6 @@ def _json_errors(endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -115,7 +107,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
         )
         rows, total = await run_in_threadpool(archive_worklist.worklist, archive, criteria)
         rows = await run_in_threadpool(access.only_visible, archive, rows)  # issue 6: scope
-        return JSONResponse({"items": _plain(rows), "total": min(total, COUNT_CAP),
+        return JSONResponse({"items": rows, "total": min(total, COUNT_CAP),
                              "is_total_capped": total > COUNT_CAP,
                              "offset": criteria.offset, "limit": criteria.limit})
 
@@ -126,7 +118,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
         uid = request.path_params["study"]
         details = await run_in_threadpool(archive_worklist.study_details, archive, uid)
         details["report"] = await run_in_threadpool(archive_reports.get_report, archive, uid)
-        return JSONResponse(_plain(details))
+        return JSONResponse(details)
 
     async def claim(request: Request) -> Response:
         user = current_user(request)
@@ -167,7 +159,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
         studies = await run_in_threadpool(archive_worklist.patient_studies, archive, iin.value)
         studies = await run_in_threadpool(access.only_visible, archive, studies)  # issue 6
         return JSONResponse({"iin": iin.value, "birth_date": iin.birth_date.isoformat(),
-                             "sex": iin.sex, "studies": _plain(studies)})
+                             "sex": iin.sex, "studies": studies})
 
     async def series_instances(request: Request) -> Response:
         uids = await run_in_threadpool(archive_worklist.series_instances, archive,
