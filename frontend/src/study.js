@@ -59,7 +59,12 @@ export async function renderStudy(root, navigate, uid) {
   const priorSelect = h("select", { "data-testid": "prior-select", onchange: () => showPrior(priorSelect.value) },
     h("option", { value: "" }, t("viewer.no_prior")),
     study.priors.map((p) => h("option", { value: p.study_instance_uid }, `${formatDicomDate(p.study_date)} · ${p.institution_name || ""}`)));
-  const toolbar = h("div", { class: "toolbar" }, Object.values(toolButtons),
+  const PRESETS = { lung: [-600, 1500], mediastinum: [40, 400], bone: [400, 1800], brain: [40, 80] };
+  const preset = h("select", { "data-testid": "window-preset", title: t("tool.preset"), onchange: () => {
+    if (preset.value === "") current.reset();
+    else current.setWindow(...PRESETS[preset.value]);
+  } }, h("option", { value: "" }, t("preset.default")), Object.keys(PRESETS).map((name) => h("option", { value: name }, t(`preset.${name}`))));
+  const toolbar = h("div", { class: "toolbar" }, Object.values(toolButtons), preset,
     h("button", { type: "button", onclick: () => [current, prior].forEach((v) => v.reset()) }, t("tool.reset")),
     h("button", { type: "button", onclick: () => current.invert() }, t("tool.invert")),
     heatmapButton, opacity, h("label", {}, t("viewer.compare"), priorSelect));

@@ -149,6 +149,13 @@ export class Viewer {
     this.viewport.render();
   }
 
+  // Window presets in modality values (Hounsfield units for CT): [center, width].
+  setWindow(center, width) {
+    if (!this.viewport) return;
+    this.viewport.setProperties({ voiRange: utilities.windowLevel.toLowHighRange(width, center) });
+    this.viewport.render();
+  }
+
   invert() {
     if (!this.viewport) return;
     this.viewport.setProperties({ invert: !this.viewport.getProperties().invert });

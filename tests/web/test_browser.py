@@ -172,14 +172,18 @@ def test_language_switch_to_kazakh_and_russian(page: Any, demo_server: QoimaServ
     assert ARTIFACTS.exists()
 
 
-def test_stack_scrolls_through_a_ct_series(page: Any, demo_server: QoimaServer,
-                                           samples: Path) -> None:
+def _store_ct(server: QoimaServer, samples: Path) -> str:
     from dicomweb_client.api import DICOMwebClient
 
     folder = samples / "ct_series_3slice"
     datasets = [pydicom.dcmread(path) for path in sorted(folder.glob("*.dcm"))]
-    DICOMwebClient(demo_server.dicomweb_url).store_instances(datasets)
-    uid = datasets[0].StudyInstanceUID
+    DICOMwebClient(server.dicomweb_url).store_instances(datasets)  # again: ignored as identical
+    return str(datasets[0].StudyInstanceUID)
+
+
+def test_stack_scrolls_through_a_ct_series(page: Any, demo_server: QoimaServer,
+                                           samples: Path) -> None:
+    uid = _store_ct(demo_server, samples)
     sign_in(page, demo_server, "Reader Five", f"#/study/{uid}")
     page.locator("[data-testid=viewer-canvas][data-rendered='1']").first.wait_for()
     position = page.get_by_test_id("stack-position")
@@ -228,3 +232,15 @@ def test_worklist_shows_new_studies_without_reload(page: Any, demo_server: Qoima
     DICOMwebClient(demo_server.dicomweb_url).store_instances([ds])
     page.locator(f"tr.row[data-study='{ds.StudyInstanceUID}']").wait_for(timeout=15000)
     assert "Жаңа Пациент" in page.locator("table.worklist").inner_text()
+
+
+def test_lung_window_preset_on_ct(page: Any, demo_server: QoimaServer, samples: Path) -> None:
+    uid = _store_ct(demo_server, samples)
+    sign_in(page, demo_server, "Reader Eight", f"#/study/{uid}")
+    page.locator("[data-testid=viewer-canvas][data-rendered='1']").first.wait_for()
+    page.wait_for_timeout(300)
+    before = _canvas_pixels(page)
+    page.get_by_test_id("window-preset").select_option("lung")
+    page.get_by_text("WL -600 / WW 1500").wait_for()
+    page.wait_for_timeout(300)
+    assert np.abs(_canvas_pixels(page) - before).mean() > 3
