@@ -29,7 +29,7 @@ from pydicom.uid import (
 from tests.ai.conftest import CHEST_CR, EXTREMITY_CR, chest_bytes
 from tests.ai.sr_content import finding_codes, probabilities, texts
 from tests.conftest import require_tool
-from tests.servers import QoimaServer, running_server
+from tests.servers import QoimaServer, free_port, running_server
 
 SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
 TIMEOUT_S = 90.0
@@ -203,3 +203,22 @@ def test_jobs_survive_a_restart_and_a_lost_queue(tmp_path: Path, tiny_models_dir
     with running_server(tmp_path / "data", env={**env, "QOIMA_AI_WORKERS": "1"}) as server:
         _wait_for_sr_series(DICOMwebClient(server.dicomweb_url), study_instance_uid, models)
         assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"done"}
+
+
+def test_ingest_goes_on_when_the_queue_is_down(tmp_path: Path, tiny_models_dir: Path) -> None:
+    """Ingest never waits for AI: with the Redis queue unreachable, C-STORE still succeeds and
+    the job is kept in the index (pending) for when the queue is back."""
+    config = tmp_path / "qoima.toml"
+    config.write_text(f'ai_models_dir = "{tiny_models_dir}"\n')
+    env = {"QOIMA_AI_STABLE_AGE_S": "1", "QOIMA_CONFIG": str(config),
+           "QOIMA_AI_QUEUE_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    study_instance_uid = pydicom.dcmread(CHEST_CR, stop_before_pixels=True).StudyInstanceUID
+    with running_server(tmp_path / "data", env=env) as server:
+        models = len(_installed_models(server))
+        _storescu(server, CHEST_CR)
+        deadline = time.monotonic() + TIMEOUT_S
+        while len(_jobs(server, study_instance_uid)) < models:
+            assert time.monotonic() < deadline, "jobs were not scheduled"
+            time.sleep(0.25)
+        assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"pending"}
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
