@@ -171,6 +171,7 @@ def redis_server_and_worker(tmp_path: Path, tiny_models_dir: Path, database_url:
             log.close()
 
 
+@pytest.mark.timeout(240)
 def test_remote_worker_over_redis_writes_the_sr(redis_server_and_worker: QoimaServer) -> None:
     server = redis_server_and_worker
     study_instance_uid = pydicom.dcmread(CHEST_CR, stop_before_pixels=True).StudyInstanceUID
@@ -181,6 +182,7 @@ def test_remote_worker_over_redis_writes_the_sr(redis_server_and_worker: QoimaSe
     assert " done: study " not in server.log()  # the remote worker did it, not serve
 
 
+@pytest.mark.timeout(240)
 def test_jobs_survive_a_restart_and_a_lost_queue(tmp_path: Path, tiny_models_dir: Path) -> None:
     """Jobs written while no worker ran are found in the index after a restart, even when the
     queue lost its messages (the job row, not the queue, is the truth)."""

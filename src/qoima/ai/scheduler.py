@@ -49,7 +49,11 @@ class Scheduler:
             cutoff, max(0.0, self.since - self.SINCE_MARGIN_S), self.registry.choose_jobs)
         self.since = max(self.since, newest)
         for job in created:
-            self.enqueue(job.id, 0.0)
+            try:
+                self.enqueue(job.id, 0.0)
+            except Exception as exc:  # queue down: the row stays pending, recovery resends it
+                logger.warning("job %d not enqueued (%s: %s); it stays pending", job.id,
+                               type(exc).__name__, exc)
         return len(created)
 
     def start(self) -> None:
