@@ -9,6 +9,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,9 +102,18 @@ def _start_dimse(archive: Archive, settings: Settings) -> Callable[[], None]:
 
 
 def _start_sweeper(archive: Archive, settings: Settings) -> Callable[[], None]:
+    """Sweep orphaned blobs: first everything written before this start (left by a crash
+    between blob write and index commit), in the background so a large archive starts fast,
+    then periodically."""
     stop = threading.Event()
+    started = time.time()
 
     def loop() -> None:
+        try:
+            removed = archive.sweep_orphans(age_s=max(time.time() - started, 0.0))
+            logger.info("startup orphan sweep done: removed %d blobs", removed)
+        except Exception:
+            logger.exception("startup orphan sweep failed")
         while not stop.wait(min(settings.orphan_sweep_age_s, 3600.0)):
             try:
                 archive.sweep_orphans()
@@ -214,9 +224,6 @@ def build_server_app(settings: Settings) -> tuple[Starlette, Services, Archive]:
     """Everything ``qoima serve`` runs, wired but not started."""
     configure_libraries()
     archive = build_archive(settings)
-    removed = archive.sweep_orphans(age_s=0)  # nothing is in flight before we listen
-    if removed:
-        logger.warning("startup: removed %d orphaned blobs left by an earlier crash", removed)
     services = Services()
     services.starters.append(lambda: _start_dimse(archive, settings))
     services.starters.append(lambda: _start_sweeper(archive, settings))

@@ -73,6 +73,9 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_instance(tmp_path: Path) -> 
                                      rows=64, columns=64)
             assert same_dataset(expected, returned[uid])
         # No orphans: every blob on disk is an indexed instance, no temp files remain.
+        deadline = time.monotonic() + 30
+        while "startup orphan sweep done" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
         stats = server.qoima("stats", "--json", *server.cli_args()).stdout
         assert f'"instances": {len(returned)}' in stats
         assert len(blob_files(server.data_dir)) == len(returned)
