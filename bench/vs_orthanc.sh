@@ -33,5 +33,7 @@ cat >"$QDIR/targets.json" <<JSON
 JSON
 mkdir -p bench/results
 OUT="bench/results/qoima-vs-orthanc-$(date +%Y%m%d-%H%M).json"
-$PY "$HARNESS/run.py" --targets-file "$QDIR/targets.json" --out "$OUT" "$@"
+status=0
+$PY "$HARNESS/run.py" --targets-file "$QDIR/targets.json" --out "$OUT" "$@" || status=$?
 $PY "$HARNESS/summarize.py" "$OUT" | tee "${OUT%.json}.md"
+exit $status
