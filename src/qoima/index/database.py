@@ -64,7 +64,10 @@ class Database:
         """Bring the schema to the newest Alembic revision of every branch."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
+        # BEGIN IMMEDIATE on SQLite: a CLI command and a starting server may upgrade at the
+        # same time; the second waits for the first instead of failing with "locked".
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                conn.begin():
             config.attributes["connection"] = conn
             command.upgrade(config, "heads")  # one branch per feature area
 
