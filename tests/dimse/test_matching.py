@@ -127,3 +127,26 @@ def test_patient_root_patient_level_counts(loaded: QoimaServer) -> None:
 def test_invalid_date_is_refused_with_a_failure_status(loaded: QoimaServer) -> None:
     with pytest.raises(RuntimeError, match="0xA900"):
         query(loaded, StudyDate="2024-13-45x")
+
+
+def test_name_change_matches_each_study_by_its_own_name(server: QoimaServer,
+                                                       tmp_path_factory: pytest.TempPathFactory
+                                                       ) -> None:
+    folder = tmp_path_factory.mktemp("renamed")
+    before, after = folder / "before.dcm", folder / "after.dcm"
+    make_instance(patient_id="P9", patient_name="АЛИЕВА^Камила", charset="ISO_IR 192",
+                  study="maiden").save_as(before, enforce_file_format=True)
+    make_instance(patient_id="P9", patient_name="ИСКАКОВА^Камила", charset="ISO_IR 192",
+                  study="married").save_as(after, enforce_file_format=True)
+    assert set(send_files(server.dicom_port, [before, after]).values()) == {0}
+    [old] = query(server, PatientName="алиева*")
+    assert old.StudyInstanceUID == uid_for("maiden")
+    [new] = query(server, PatientName="ИСКАКОВА*")
+    assert new.StudyInstanceUID == uid_for("married")
+    assert len(query(server, PatientID="P9")) == 2
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "PATIENT"
+    identifier.PatientID = "P9"
+    identifier.PatientName = ""
+    [patient] = find(server.dicom_port, identifier, model="patient")
+    assert str(patient.PatientName) == "ИСКАКОВА^Камила"  # the newest study's

@@ -80,6 +80,9 @@ _UPDATE_STUDY = update(study).where(study.c.id == bindparam("b_pk")).values(
     updated_at=bindparam("b_now"),
     modalities_in_study=bindparam("b_modalities"),
     sop_classes_in_study=bindparam("b_sop_classes"))
+_PATIENT_DEMOGRAPHICS = ("patient_name", "patient_name_norm", "patient_birth_date", "patient_sex")
+_UPDATE_PATIENT = update(patient).where(patient.c.id == bindparam("b_pk")).values(
+    {patient.c[column]: bindparam(f"b_{column}") for column in _PATIENT_DEMOGRAPHICS})
 _INSERTS: dict[str, Any] = {}
 
 
@@ -124,16 +127,22 @@ def insert_instance(conn: Connection, new: NewInstance) -> None:
     study_uid = values["StudyInstanceUID"]
     # Studies without PatientID are kept apart rather than merged into one anonymous patient.
     patient_key = f"{patient_id}\x1f{issuer}" if patient_id else f"\x1e{study_uid}"
+    patient_values = _row_values(Level.PATIENT, values)
     patient_pk, _ = _get_or_create(conn, _PATIENT_PK, patient, "patient_key", patient_key, {
-        **_row_values(Level.PATIENT, values), "patient_key": patient_key, "created_at": now})
+        **patient_values, "patient_key": patient_key, "created_at": now})
     study_row = conn.execute(_STUDY_ROW, {"b_key": study_uid}).first()
     if study_row is None:
         _get_or_create(conn, _STUDY_ROW.with_only_columns(study.c.id), study,
                        "study_instance_uid", study_uid, {
                            **_row_values(Level.STUDY, values), "patient_id_fk": patient_pk,
+                           "patient_name": patient_values["patient_name"],
+                           "patient_name_norm": patient_values["patient_name_norm"],
                            "number_of_series": 0, "number_of_instances": 0, "size_bytes": 0,
                            "created_at": now, "updated_at": now})
         study_row = conn.execute(_STUDY_ROW, {"b_key": study_uid}).one()
+        # The patient's current demographics are those of the newest study received.
+        conn.execute(_UPDATE_PATIENT, {"b_pk": patient_pk, **{
+            f"b_{column}": patient_values[column] for column in _PATIENT_DEMOGRAPHICS}})
     study_pk, modalities, sop_classes = study_row
     series_pk, is_new_series = _get_or_create(
         conn, _SERIES_PK, series, "series_instance_uid", values["SeriesInstanceUID"], {

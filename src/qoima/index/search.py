@@ -64,6 +64,10 @@ def _joined(level: Level) -> tuple[Any, dict[str, Any]]:
             from_clause = from_clause.join(series, series.c.study_id_fk == study.c.id)
         else:
             from_clause = from_clause.join(instance, instance.c.series_id_fk == series.c.id)
+    if level != Level.PATIENT:
+        # Below the patient level, names match and return as each study recorded them.
+        columns["PatientName"] = study.c.patient_name
+        columns["PatientName:norm"] = study.c.patient_name_norm
     return from_clause, columns
 
 

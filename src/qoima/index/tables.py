@@ -71,6 +71,10 @@ study = Table(
     Column("id", Integer, primary_key=True),
     Column("patient_id_fk", Integer, ForeignKey("patient.id"), nullable=False),
     *_columns(Level.STUDY),
+    # PatientName as this study recorded it: names change (marriage), and study-level
+    # matching follows each study's own value, as the ground truth of QIDO clients expects.
+    Column("patient_name", _text(324), nullable=True),
+    Column("patient_name_norm", _text(324), nullable=True),
     Column("modalities_in_study", _text(200), nullable=True),  # "\\CR\\DX\\" for LIKE matching
     Column("sop_classes_in_study", Text, nullable=True),
     Column("number_of_series", Integer, nullable=False, default=0),
@@ -87,6 +91,7 @@ study = Table(
     Index("ix_study_updated_at", "updated_at"),
     Index("ix_study_referring_physician_name_norm", "referring_physician_name_norm"),
     Index("ix_study_institution_name", "institution_name"),
+    Index("ix_study_patient_name_norm", "patient_name_norm"),
 )
 
 series = Table(
