@@ -17,7 +17,15 @@ from qoima.dicom.attributes import Level
 from qoima.dicom.query import Query, parse_condition
 from qoima.errors import Forbidden
 from tests.factories import make_instance, to_bytes
-from tests.security.conftest import ALMATY, ASTANA, PASSWORD, PATIENT_A, PATIENT_B, study_uid
+from tests.security.conftest import (
+    ALMATY,
+    ASTANA,
+    PASSWORD,
+    PATIENT_A,
+    PATIENT_B,
+    SecureServer,
+    study_uid,
+)
 
 STUDY_A, STUDY_B = study_uid(PATIENT_A), study_uid(PATIENT_B)
 EVERY_STUDY = Query(Level.STUDY, (parse_condition("PatientID", "*0*"),))  # both test patients
@@ -127,3 +135,22 @@ def test_users_cli(tmp_path: Path) -> None:
     verified = _qoima("audit", "verify", *data)
     assert verified.returncode == 0
     assert "intact: 5 records" in verified.stdout  # each change is on the trail
+
+
+def test_scoped_paging_is_exact(secure: SecureServer) -> None:
+    """The scope is applied in SQL: a page of one holds the one study in scope, not nothing."""
+    response = secure.get("/dicomweb/studies?limit=1&offset=0", "radiologist")
+    assert response.status_code == 200, response.text
+    uids = [item["0020000D"]["Value"][0] for item in response.json()]
+    assert uids == [study_uid(PATIENT_B)]
+    assert secure.get("/dicomweb/studies?limit=1&offset=1", "radiologist").status_code in (
+        200, 204)
+    assert secure.get("/dicomweb/studies?limit=1&offset=1", "radiologist").text in ("", "[]")
+
+
+def test_worklist_total_counts_only_studies_in_scope(secure: SecureServer) -> None:
+    response = secure.get("/api/worklist?status=all", "clinician")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total"] == 1
+    assert [item["study_instance_uid"] for item in body["items"]] == [study_uid(PATIENT_A)]

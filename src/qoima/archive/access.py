@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -22,8 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from qoima.archive.archive import Archive, StoredInstance, StoreResult
-from qoima.dicom.attributes import Level
-from qoima.dicom.query import Query
+from qoima.dicom.query import Query, ReadScope
 from qoima.errors import Forbidden, InvalidQuery, NotFound
 from qoima.index import users as index_users
 from qoima.index.users import PeerRow as PeerRow
@@ -359,35 +359,44 @@ def visible_studies(archive: Archive, study_instance_uids: list[str]) -> set[str
             if principal.may_read(s)}
 
 
+def read_scope(principal: Principal) -> ReadScope:
+    """What ``principal`` may read, as a scope the index applies in SQL."""
+    if not principal.may("read"):
+        return ReadScope()
+    facilities = {item.split(":", 1)[1] for item in principal.scope
+                  if item.startswith("facility:")}
+    regions = {item.split(":", 1)[1] for item in principal.scope if item.startswith("region:")}
+    return ReadScope(frozenset(facilities), frozenset(regions), principal.granted_patients)
+
+
+def current_read_scope() -> ReadScope | None:
+    """The current caller's scope for SQL filters; None when unrestricted."""
+    principal = current_principal()
+    if principal is None or principal.role in UNRESTRICTED_ROLES:
+        return None
+    return read_scope(principal)
+
+
 class GuardedArchive(Archive):
     """The Archive with the caller's role and scope applied to every search and retrieval."""
 
     audit_syslog_target: tuple[str, int] | None = None  # audit records also go there
 
     def find(self, query: Query) -> list[dict[str, Any]]:
-        principal = require("read")
-        rows = super().find(query)
-        if principal is not None and principal.role not in UNRESTRICTED_ROLES:
-            rows = self._visible_rows(principal, query.level, rows)
+        rows = super().find(self._scoped(query))
         _touch([str(r.get("StudyInstanceUID") or "") for r in rows])
         return rows
 
-    def _visible_rows(self, principal: Principal, level: Level, rows: list[dict[str, Any]]
-                      ) -> list[dict[str, Any]]:
-        if level == Level.PATIENT:
-            ids = [str(r.get("PatientID") or "") for r in rows]
-            scopes = self.database.read(lambda conn: index_users.scopes_of_patients(conn, ids))
-            allowed_patients = {s.patient_id for s in scopes if principal.may_read(s)}
-            return [r for r in rows if str(r.get("PatientID") or "") in allowed_patients]
-        uids = sorted({str(r.get("StudyInstanceUID") or "") for r in rows})
-        allowed = visible_studies(self, uids)
-        return [r for r in rows if str(r.get("StudyInstanceUID") or "") in allowed]
-
     def count(self, query: Query) -> int:
+        return super().count(self._scoped(query))
+
+    @staticmethod
+    def _scoped(query: Query) -> Query:
+        """The query restricted, in SQL, to the caller's scope (so paging stays exact)."""
         principal = require("read")
         if principal is None or principal.role in UNRESTRICTED_ROLES:
-            return super().count(query)
-        return len(self.find(query))
+            return query
+        return dataclasses.replace(query, scope=read_scope(principal))
 
     def instances_for(self, query: Query) -> list[StoredInstance]:
         require("read")

@@ -26,6 +26,15 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class ReadScope:
+    """Studies a caller may read: those of these facilities or regions, or of these patients."""
+
+    facilities: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+    patient_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Query:
     level: Level
     conditions: tuple[Condition, ...] = ()
@@ -36,6 +45,7 @@ class Query:
     allow_any_level: bool = True
     fuzzy: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    scope: ReadScope | None = None  # None: unrestricted; applied in SQL so paging stays exact
 
 
 def parse_condition(keyword: str, raw: str) -> Condition:

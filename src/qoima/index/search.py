@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Select, exists, func, or_, select
 
 from qoima.dicom.attributes import LEVEL_ORDER, Level, attributes_at
-from qoima.dicom.query import Query
+from qoima.dicom.query import Query, ReadScope
 from qoima.index.matching import condition_clause
-from qoima.index.tables import instance, patient, series, study
+from qoima.index.tables import facility_region, instance, patient, series, study
 
 _TABLES = {Level.PATIENT: patient, Level.STUDY: study, Level.SERIES: series,
            Level.IMAGE: instance}
@@ -71,6 +71,22 @@ def _joined(level: Level) -> tuple[Any, dict[str, Any]]:
     return from_clause, columns
 
 
+def scope_clause(scope: ReadScope, level: Level) -> ColumnElement[bool]:
+    """Rows the scope lets a caller read; at PATIENT level, patients with such a study."""
+    def study_in_scope(table: Any) -> ColumnElement[bool]:
+        in_region = select(facility_region.c.institution_name).where(
+            facility_region.c.region.in_(sorted(scope.regions)))
+        return or_(table.c.institution_name.in_(sorted(scope.facilities)),
+                   table.c.institution_name.in_(in_region))
+
+    granted = patient.c.patient_id.in_(sorted(scope.patient_ids))
+    if level == Level.PATIENT:
+        other = study.alias("scope_study")
+        return or_(granted, exists().where(other.c.patient_id_fk == patient.c.id,
+                                           study_in_scope(other)))
+    return or_(granted, study_in_scope(study))
+
+
 def build_select(query: Query) -> Select[Any]:
     from_clause, columns = _joined(query.level)
     selected = [column.label(keyword) for keyword, column in columns.items()
@@ -83,8 +99,12 @@ def build_select(query: Query) -> Select[Any]:
         selected += [study.c.ai_priority.label("_ai_priority"),
                      study.c.updated_at.label("_updated_at")]
     clauses = [condition_clause(c, columns) for c in query.conditions]
+    if query.scope is not None:
+        clauses.append(scope_clause(query.scope, query.level))
     order_column = _TABLES[query.level].c.id
-    statement = select(*selected).select_from(from_clause).where(and_(*clauses))
+    statement = select(*selected).select_from(from_clause)
+    if clauses:
+        statement = statement.where(*clauses)
     statement = statement.order_by(order_column)
     if query.limit is not None:
         statement = statement.limit(query.limit)
@@ -99,5 +119,5 @@ def find(conn: Connection, query: Query) -> list[dict[str, Any]]:
 
 
 def count(conn: Connection, query: Query) -> int:
-    inner = build_select(Query(query.level, query.conditions)).subquery()
+    inner = build_select(Query(query.level, query.conditions, scope=query.scope)).subquery()
     return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())

@@ -12,7 +12,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from qoima.dicom.attributes import Level
+from qoima.dicom.query import ReadScope
 from qoima.errors import Conflict, NotFound
+from qoima.index.search import scope_clause
 from qoima.index.tables import (
     WORKLIST_PRIORITY,
     facility_region,
@@ -39,6 +42,7 @@ class WorklistFilter:
     flag_threshold: float = 0.5
     limit: int = 50
     offset: int = 0
+    scope: ReadScope | None = None  # the caller's scope, applied in SQL (None: unrestricted)
 
 
 COUNT_CAP = 10000  # totals beyond this are shown as "10000+": counting 100k rows costs a scan
@@ -113,6 +117,8 @@ def _where(criteria: WorklistFilter, now: float) -> list[Any]:
         clauses.append(study.c.ai_priority.is_(None))
     if criteria.patient_id:
         clauses.append(patient.c.patient_id == criteria.patient_id)
+    if criteria.scope is not None:
+        clauses.append(scope_clause(criteria.scope, Level.STUDY))
     return clauses
 
 
@@ -124,7 +130,7 @@ def find_worklist(conn: Connection, criteria: WorklistFilter, now: float
                  .order_by(*_worklist_order()).limit(criteria.limit).offset(criteria.offset))
     rows = [dict(row._mapping) for row in conn.execute(statement)]
     counted = study.outerjoin(report, report.c.study_instance_uid == study.c.study_instance_uid)
-    if criteria.patient_id:
+    if criteria.patient_id or criteria.scope is not None:
         counted = counted.join(patient, patient.c.id == study.c.patient_id_fk)
     capped = (select(study.c.id).select_from(counted).where(where)
               .limit(COUNT_CAP + 1).subquery())

@@ -104,6 +104,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
             patient_id=request.query_params.get("iin") or None,
             limit=_int_param(request, "limit", 50, 500),
             offset=_int_param(request, "offset", 0, 10**9),
+            scope=access.current_read_scope(),  # issue 6: in SQL, so pages and totals are exact
         )
         rows, total = await run_in_threadpool(archive_worklist.worklist, archive, criteria)
         rows = await run_in_threadpool(access.only_visible, archive, rows)  # issue 6: scope
