@@ -10,8 +10,10 @@ import pytest
 from qoima.ai.pipelines.chest_triage import (
     ChestTriageInput,
     ChestTriageResult,
+    FindingScore,
     NotApplicable,
     Radiograph,
+    operating_point_score,
     run_chest_triage,
 )
 from qoima.ai.registry import Registry
@@ -36,7 +38,9 @@ def test_scores_every_output_of_a_frontal_chest(registry: Registry) -> None:
     assert image.abnormality.name == "abnormal"
     assert [f.name for f in image.findings] == ["tuberculosis", "pneumonia"]
     assert all(0.0 <= s.probability <= 1.0 for s in (image.abnormality, *image.findings))
-    assert result.priority == image.abnormality.probability
+    scores = (image.abnormality, *image.findings)
+    assert result.priority == max(operating_point_score(s) for s in scores)
+    assert result.is_flagged == (result.priority >= 0.5)
     assert (result.model_name, result.model_version) == ("tiny-cxr", "0.0.1")
 
 
@@ -60,3 +64,14 @@ def test_undecodable_study_raises_invalid_dicom(registry: Registry, tmp_path: Pa
     path.write_bytes(chest_bytes("pipeline-broken", corrupt_pixels=True))
     with pytest.raises(InvalidDicom, match="cannot decode pixel data"):
         _run(registry, _radiograph(path))
+
+
+@pytest.mark.parametrize(("probability", "threshold", "expected"), [
+    (0.0, 0.97, 0.0), (0.485, 0.97, 0.25), (0.97, 0.97, 0.5), (1.0, 0.97, 1.0),
+    (0.25, 0.5, 0.25), (0.75, 0.5, 0.75), (0.3, None, 0.3),
+])
+def test_operating_point_score_puts_every_threshold_at_one_half(
+        probability: float, threshold: float | None, expected: float) -> None:
+    score = FindingScore("abnormal", probability, threshold,
+                         threshold is not None and probability >= threshold)
+    assert operating_point_score(score) == pytest.approx(expected)

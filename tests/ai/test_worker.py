@@ -58,7 +58,8 @@ def test_job_stores_sr_heatmap_and_priority(archive: Archive, registry: Registry
     [heatmap] = result["heatmap_sop_instance_uids"]
     assert archive.get_instance(heatmap).series_instance_uid == uids.heatmap_series
     assert Jobs(archive).study_priority(stored.study_instance_uid) == pytest.approx(
-        result["images"][0]["scores"]["abnormal"], abs=1e-6)
+        result["priority"], abs=1e-6)
+    assert result["flagged"] == (result["priority"] >= 0.5)
 
 
 def test_outputs_do_not_trigger_jobs(archive: Archive, registry: Registry,

@@ -79,12 +79,29 @@ class ChestTriageResult:
 
     @property
     def priority(self) -> float:
-        """Worklist priority: the highest abnormality probability of the study's images."""
-        return max((r.abnormality.probability for r in self.results), default=0.0)
+        """Worklist priority in [0, 1], the same scale for every model: 0.5 is the operating
+        point, so a study is flagged exactly when its priority is at least 0.5. It is the
+        highest, over the study's images and every output, of the probability placed relative
+        to that output's threshold (a model's thresholds differ widely, e.g. 0.97 and 0.50)."""
+        return max((operating_point_score(score) for r in self.results
+                    for score in (r.abnormality, *r.findings)), default=0.0)
 
     @property
     def is_flagged(self) -> bool:
-        return any(r.abnormality.is_positive for r in self.results)
+        """Any output of any image at or above its operating point (the abnormality output
+        alone misses part of the pneumonia cases: see the model card)."""
+        return any(score.is_positive for r in self.results
+                   for score in (r.abnormality, *r.findings))
+
+
+def operating_point_score(score: FindingScore) -> float:
+    """Map [0, t) to [0, 0.5) and [t, 1] to [0.5, 1] linearly, t being the threshold."""
+    threshold = score.threshold
+    if threshold is None or not 0.0 < threshold < 1.0:
+        return score.probability
+    if score.probability < threshold:
+        return 0.5 * score.probability / threshold
+    return 0.5 + 0.5 * (score.probability - threshold) / (1.0 - threshold)
 
 
 class NotApplicable(Exception):
