@@ -66,13 +66,10 @@ class Settings:
 
 
 def _coerce(name: str, raw: Any) -> Any:
-    default = next(f for f in fields(Settings) if f.name == name)
     kind = type(getattr(Settings(), name))
-    if default.name == "data_dir":
-        return Path(raw)
     if kind is bool and isinstance(raw, str):
         return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if kind in (int, float, str):
+    if kind in (int, float, str) or issubclass(kind, Path):
         return kind(raw)
     return raw
 

@@ -81,8 +81,7 @@ def response_identifier(identifier: Dataset, row: dict[str, Any], level: Level,
                 keywords.append(key)
     is_unicode = False
     for keyword in keywords:
-        element = identifier.get(keyword) if keyword in identifier else None
-        if element is not None and keyword in identifier and identifier[keyword].VR == "SQ":
+        if keyword in identifier and identifier[keyword].VR == "SQ":
             setattr(ds, keyword, [])
             continue
         value = row.get(keyword)

@@ -71,7 +71,7 @@ def storage_sop_classes() -> list[str]:
     return [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
 
 
-def build_ae(archive: Archive, options: DimseOptions) -> AE:
+def build_ae(options: DimseOptions) -> AE:
     ae = AE(ae_title=options.ae_title)
     ae.maximum_pdu_size = options.max_pdu_bytes
     ae.dimse_timeout = options.dimse_timeout_s
@@ -93,7 +93,7 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
                  ssl_context: ssl.SSLContext | None = None) -> ThreadedAssociationServer:
     """Start listening in background threads; returns the server (call ``shutdown``).
     ``is_access_enforced``: only allow-listed peers (issue 6); ``ssl_context``: DICOM TLS."""
-    ae = build_ae(archive, options)
+    ae = build_ae(options)
     bound = handlers.DimseHandlers(archive, ae_title=options.ae_title)
     events = [
         (evt.EVT_CONN_OPEN, handlers.set_no_delay),

@@ -20,8 +20,6 @@ STATUS_DUPLICATE_DIFFERENT_CONTENT = 0xC211  # 0xCxxx "Cannot understand": Qoima
 STATUS_UNABLE_TO_PROCESS = 0xC001  # PS3.4 C.4.1.1.4: unable to process
 STATUS_SUBOPERATIONS_WARNING = 0xB000  # PS3.4 C.4.2.1.5: sub-operations had failures
 
-ACCEPTED_STORE_STATUSES = (STATUS_SUCCESS,)
-
 
 def store_status_for(exc: BaseException) -> int:
     """The C-STORE failure status for an exception raised by the archive."""

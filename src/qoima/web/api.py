@@ -133,7 +133,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
     async def report(request: Request) -> Response:
         user = current_user(request)
         uid = request.path_params["study"]
-        body = await _json_body(request)
+        body = await json_body(request)
         draft = ReportDraft(
             template=_text(body, "template", 64) or None,
             findings=_text(body, "findings", 20000), impression=_text(body, "impression", 20000),
@@ -151,7 +151,7 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
     async def addendum(request: Request) -> Response:
         user = current_user(request)
         uid = request.path_params["study"]
-        text = _text(await _json_body(request), "text", 20000)
+        text = _text(await json_body(request), "text", 20000)
         sr_uid = await run_in_threadpool(archive_reports.add_addendum, archive, uid, user, text)
         return JSONResponse({"sr_sop_instance_uid": sr_uid})
 
@@ -201,7 +201,8 @@ def build_api_routes(archive: Archive) -> list[BaseRoute]:
             for path, endpoint, methods in routes]
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; InvalidQuery (a 400) for anything else."""
     try:
         body = await request.json()
     except ValueError as exc:

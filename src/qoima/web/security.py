@@ -3,8 +3,6 @@ break-glass access and de-identified export. Roles are checked by ``web.auth`` b
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,21 +13,12 @@ from qoima.archive import audit as archive_audit
 from qoima.archive import export as archive_export
 from qoima.archive.archive import Archive
 from qoima.errors import Forbidden, InvalidQuery, NotFound, QoimaError
+from qoima.web.api import json_body
 
 
 def _error(exc: QoimaError) -> Response:
     status = 403 if isinstance(exc, Forbidden) else 404 if isinstance(exc, NotFound) else 400
     return JSONResponse({"error": str(exc)}, status_code=status)
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise InvalidQuery("the request body must be JSON") from exc
-    if not isinstance(body, dict):
-        raise InvalidQuery("the request body must be a JSON object")
-    return body
 
 
 def security_routes(archive: Archive) -> list[BaseRoute]:
@@ -59,7 +48,7 @@ def security_routes(archive: Archive) -> list[BaseRoute]:
     async def break_glass(request: Request) -> Response:
         principal = access.current_principal()
         try:
-            body = await _body(request)
+            body = await json_body(request)
             if principal is None:
                 raise Forbidden("break-glass needs a signed-in user")
             patient_id = str(body.get("patient_id", ""))[:64]
@@ -75,7 +64,7 @@ def security_routes(archive: Archive) -> list[BaseRoute]:
 
     async def export(request: Request) -> Response:
         try:
-            body = await _body(request)
+            body = await json_body(request)
             query = archive_export.study_query(body.get("query"))
             project = str(body.get("project", ""))
             data, result = await run_in_threadpool(
