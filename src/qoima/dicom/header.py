@@ -18,6 +18,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from qoima.dicom.attributes import INDEXED_ATTRIBUTES
@@ -82,9 +83,8 @@ def _sequence_depth(ds: Dataset, limit: int, depth: int = 0) -> int:
     return deepest
 
 
-def text_value(ds: Dataset, keyword: str) -> str | int | None:
-    """The index's form of one attribute: str for text, int for numbers, None when absent."""
-    element = ds.get(keyword)
+def index_value(element: Any) -> str | int | None:
+    """The index's form of one attribute value: str for text, int for numbers, None if empty."""
     if element is None or element == "":
         return None
     if isinstance(element, pydicom.multival.MultiValue):
@@ -94,6 +94,10 @@ def text_value(ds: Dataset, keyword: str) -> str | int | None:
     if isinstance(element, pydicom.valuerep.IS):
         return int(element)
     return str(element).strip()
+
+
+# Looked up by tag, not keyword: Dataset.get(keyword) costs a dictionary search per call.
+_INDEXED_TAGS = tuple((a.keyword, Tag(a.keyword)) for a in INDEXED_ATTRIBUTES)
 
 
 def parse_instance(
@@ -134,7 +138,8 @@ def parse_instance(
         if meta_sop and meta_sop != sop_instance_uid:
             raise InvalidDicom("file meta MediaStorageSOPInstanceUID differs from SOPInstanceUID")
         _check_pixel_data(ds, data, max_image_pixels)
-        values = {a.keyword: text_value(ds, a.keyword) for a in INDEXED_ATTRIBUTES}
+        values = {keyword: index_value(ds[tag].value) if tag in ds else None
+                  for keyword, tag in _INDEXED_TAGS}
     except InvalidDicom:
         raise
     except (ValueError, TypeError, KeyError, OverflowError, UnicodeError, LookupError) as exc:

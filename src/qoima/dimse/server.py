@@ -22,7 +22,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from qoima.archive import Archive
 from qoima.dimse import access as dimse_access
-from qoima.dimse import handlers
+from qoima.dimse import handlers, reactor
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def storage_sop_classes() -> list[str]:
 
 
 def build_ae(options: DimseOptions) -> AE:
+    reactor.install()
     ae = AE(ae_title=options.ae_title)
     ae.maximum_pdu_size = options.max_pdu_bytes
     ae.dimse_timeout = options.dimse_timeout_s

@@ -20,6 +20,7 @@ class FilesystemBlobStore:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._made_dirs: set[Path] = set()  # fan-out folders known to exist (never removed)
 
     def _path(self, key: str) -> Path:
         check_key(key)
@@ -29,7 +30,9 @@ class FilesystemBlobStore:
         path = self._path(key)
         temp = self.tmp / f"{key}.part"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in self._made_dirs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(path.parent)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
                 view = memoryview(data)

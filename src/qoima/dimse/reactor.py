@@ -1,0 +1,218 @@
+"""Event-driven waits for pynetdicom's two reactor loops.
+
+pynetdicom 3.0 polls: the DUL thread sleeps 1 ms whenever it finds nothing to do, and the
+association thread sleeps 1 ms before every look at its queues. Each C-STORE crosses both loops
+three times (request in, handler, response out), so about 2 ms of every exchange is spent
+asleep. ``install`` replaces the two loops with copies that wait on the socket and on a wake-up
+signal raised whenever pynetdicom queues work for them, with a 50 ms fallback so that timers
+and anything not signalled are still checked as before. The loop bodies are pynetdicom's own
+(MIT licence), unchanged apart from the wait; they are installed only on the 3.0 series, which
+pyproject pins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import select
+import socket
+import ssl
+import threading
+from typing import Any, cast
+
+import pynetdicom
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+
+logger = logging.getLogger(__name__)
+_IDLE_WAIT_S = 0.05
+_installed = False
+
+
+class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
+    """A queue that calls ``wake`` after every put."""
+
+    def __init__(self, wake: Any) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake()
+
+
+def _wake_dul(dul: DULServiceProvider) -> None:
+    wake_w = getattr(dul, "_qoima_wake_w", None)
+    if wake_w is not None:
+        with contextlib.suppress(OSError):  # already signalled (buffer full) or closed
+            wake_w.send(b"\0")
+
+
+def _wake_association(assoc: Association) -> None:
+    wake = getattr(assoc, "_qoima_wake", None)
+    if wake is not None:
+        wake.set()
+
+
+def _dul_init(original: Any) -> Any:
+    def init(self: DULServiceProvider, assoc: Association) -> None:
+        original(self, assoc)
+        self._qoima_wake_w = None
+        self.event_queue = _WakingQueue(lambda: _wake_dul(self))
+        self.to_provider_queue = _WakingQueue(lambda: _wake_dul(self))
+        self.to_user_queue = _WakingQueue(lambda: _wake_association(self.assoc))
+    return init
+
+
+def _dimse_init(original: Any) -> Any:
+    def init(self: DIMSEServiceProvider, assoc: Association) -> None:
+        original(self, assoc)
+        self.msg_queue = _WakingQueue(lambda: _wake_association(self.assoc))
+    return init
+
+
+def _association_init(original: Any) -> Any:
+    def init(self: Association, *args: Any, **kwargs: Any) -> None:
+        self._qoima_wake = threading.Event()
+        original(self, *args, **kwargs)
+    return init
+
+
+def _dul_wait(dul: DULServiceProvider, wake_r: socket.socket) -> None:
+    """Sleep until the peer sends data, work is queued, or the fallback wait passes."""
+    sock = dul.socket.socket if dul.socket is not None else None
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return  # decrypted bytes already buffered: select() would not see them
+    readers: list[Any] = [wake_r] if sock is None else [wake_r, sock]
+    try:
+        select.select(readers, [], [], _IDLE_WAIT_S)
+    except (OSError, ValueError):  # socket closed under us: the loop reports it
+        select.select([wake_r], [], [], 0.001)
+    with contextlib.suppress(OSError):
+        while wake_r.recv(4096):
+            pass
+
+
+def _dul_run_reactor(self: DULServiceProvider) -> None:
+    """pynetdicom's ``DULServiceProvider.run_reactor`` with the idle sleep made a wait."""
+    self._idle_timer.start()
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    self._qoima_wake_w = wake_w
+    sleep = False
+    try:
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+                sleep = True
+            if sleep:
+                _dul_wait(self, wake_r)
+            if self._kill_thread:
+                break
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception as exc:
+                logger.error("Exception in DUL reactor, aborting association")
+                logger.exception(exc)
+                abort_pdu = A_ABORT_RQ()
+                abort_pdu.source = 0x02
+                abort_pdu.reason_diagnostic = 0x00
+                self.socket.send(abort_pdu.encode())  # type: ignore[union-attr]
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                sleep = True
+                continue
+            self.state_machine.do_action(event)
+            sleep = False
+    finally:
+        self._qoima_wake_w = None
+        wake_w.close()
+        wake_r.close()
+        _wake_association(self.assoc)
+
+
+def _association_run_reactor(self: Association) -> None:
+    """pynetdicom's ``Association._run_reactor`` with the 1 ms sleep made a wait. The reactor
+    counts as paused while it waits, so ``send_*`` calls need not wait for it to come round."""
+    self._is_paused = False
+    wake = self._qoima_wake
+    while not self._kill:
+        self._is_paused = True
+        wake.wait(_IDLE_WAIT_S)
+        wake.clear()
+        self._reactor_checkpoint.wait()
+        self._is_paused = False
+
+        context_id, msg = self.dimse.get_msg(block=False)
+        if msg:
+            self._serve_request(msg, cast(int, context_id))
+
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            logger.info("Association Released")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return
+
+        if self.acse.is_aborted():
+            log_msg = "Association Aborted"
+            if self.acse.is_aborted("a-p-abort"):
+                log_msg += " (A-P-ABORT)"
+            logger.info(log_msg)
+            self.dul.receive_pdu(wait=False)
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return
+
+        if not self.dul.is_alive():
+            self.kill()
+            return
+
+        if self.dul.idle_timer_expired():
+            logger.error("Network timeout reached")
+            if self.network_timeout_response == "A-RELEASE":
+                self._is_paused = True
+                self._reactor_checkpoint.wait()
+                self.release()
+                self._is_paused = False
+            else:
+                self.abort()
+            self.kill()
+            return
+
+
+def install() -> bool:
+    """Swap in the event-driven loops (once per process). False where pynetdicom is not 3.0."""
+    global _installed
+    if _installed:
+        return True
+    if not pynetdicom.__version__.startswith("3.0."):
+        logger.warning("pynetdicom %s: keeping its polling reactors", pynetdicom.__version__)
+        return False
+    Association.__init__ = _association_init(Association.__init__)  # type: ignore[method-assign]
+    DULServiceProvider.__init__ = _dul_init(DULServiceProvider.__init__)  # type: ignore[method-assign]
+    DIMSEServiceProvider.__init__ = _dimse_init(DIMSEServiceProvider.__init__)  # type: ignore[method-assign]
+    DULServiceProvider.run_reactor = _dul_run_reactor  # type: ignore[method-assign]
+    Association._run_reactor = _association_run_reactor  # type: ignore[method-assign]
+    _installed = True
+    return True
