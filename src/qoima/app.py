@@ -162,7 +162,7 @@ def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> 
         return JSONResponse({"status": "ok", "ae_title": settings.ae_title})
 
     routes.append(Route("/healthz", healthz))
-    routes.extend(_add_auth(archive, settings, middleware))
+    routes.extend(_add_auth(archive, settings, middleware, services))
     for extend in _route_providers():
         routes.extend(extend(archive, settings))
 
@@ -181,16 +181,21 @@ def build_asgi_app(archive: Archive, settings: Settings, services: Services) -> 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-def _add_auth(archive: Archive, settings: Settings, middleware: list[Middleware]
-              ) -> list[BaseRoute]:
-    """Issue 6: the authentication middleware (after CORS) and the login routes."""
+def _add_auth(archive: Archive, settings: Settings, middleware: list[Middleware],
+              services: Services) -> list[BaseRoute]:
+    """Issue 6: the authentication middleware (after CORS) and the login routes; request
+    audit records are written in the background and flushed when the server stops."""
+    from qoima.archive.audit import AuditWriter
     from qoima.web.auth import AuthMiddleware, AuthOptions, auth_routes
     from qoima.web.security import security_routes
 
     options = AuthOptions(is_enforced=settings.is_auth_enforced, jwks=settings.oidc_jwks,
                           issuer=settings.oidc_issuer, audience=settings.oidc_audience,
                           is_https=bool(settings.tls_certfile))
-    middleware.append(Middleware(AuthMiddleware, archive=archive, options=options))
+    audit_writer = AuditWriter(archive)
+    services.starters.append(lambda: audit_writer.close)
+    middleware.append(Middleware(AuthMiddleware, archive=archive, options=options,
+                                 audit_writer=audit_writer))
     return [*auth_routes(archive, options), *security_routes(archive)]
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import queue
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,26 +44,96 @@ def record(archive: Archive, principal: Principal | None, action: str, outcome: 
            study_instance_uids: Iterable[str] = (), patient_ids: Iterable[str] = (),
            detail: str = "") -> int:
     """Append one audit record; patient IDs of the studies are looked up here. Returns its id."""
-    who = principal or SYSTEM
-    studies = sorted({u for u in study_instance_uids if u})[:1000]
+    pending = _Pending(time.time(), principal or SYSTEM, action, outcome,
+                       tuple(study_instance_uids), tuple(patient_ids), detail)
+    event_id = archive.database.write(lambda conn: _append(conn, pending))
+    _after_write(archive, event_id, 1)
+    return event_id
 
-    def work(conn: Any) -> int:
-        patients = set(patient_ids) | set(
-            index_audit.patients_of_studies(conn, studies).values())
-        row = index_audit.append_event(conn, NewAuditEvent(
-            time.time(), who.name, who.role, who.via, who.source_address, action, outcome,
-            tuple(p for p in patients if p), tuple(studies), detail))
-        return int(row["id"])
 
-    event_id = archive.database.write(work)
+@dataclass(frozen=True)
+class _Pending:
+    occurred_at: float
+    who: Principal
+    action: str
+    outcome: str
+    study_instance_uids: tuple[str, ...]
+    patient_ids: tuple[str, ...]
+    detail: str
+
+
+def _append(conn: Any, pending: _Pending) -> int:
+    studies = sorted({u for u in pending.study_instance_uids if u})[:1000]
+    patients = set(pending.patient_ids) | set(
+        index_audit.patients_of_studies(conn, studies).values())
+    who = pending.who
+    row = index_audit.append_event(conn, NewAuditEvent(
+        pending.occurred_at, who.name, who.role, who.via, who.source_address, pending.action,
+        pending.outcome, tuple(p for p in patients if p), tuple(studies), pending.detail))
+    return int(row["id"])
+
+
+def _after_write(archive: Archive, last_id: int, count: int) -> None:
     target = getattr(archive, "audit_syslog_target", None)
     if target is not None:
         try:
-            send_syslog(events(archive, event_id - 1, limit=1), *target)
+            send_syslog(events(archive, last_id - count, limit=count), *target)
         except OSError:
-            logger.exception("audit record %d not sent to syslog", event_id)
-    logger.debug("audit %d %s %s by %s", event_id, action, outcome, who.name)
-    return event_id
+            logger.exception("audit records up to %d not sent to syslog", last_id)
+    logger.debug("audit records up to %d written", last_id)
+
+
+class AuditWriter:
+    """Appends audit records on one background thread, a batch per transaction, so that an
+    HTTP request never waits for the trail's write and commit. ``close`` writes what is
+    still queued; a crash loses at most the records of the last few milliseconds."""
+
+    def __init__(self, archive: Archive, max_batch: int = 200) -> None:
+        self.archive = archive
+        self.max_batch = max_batch
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, principal: Principal | None, action: str, outcome: str, *,
+               study_instance_uids: Iterable[str] = (), detail: str = "") -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-writer",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put(_Pending(time.time(), principal or SYSTEM, action, outcome,
+                                 tuple(study_instance_uids), (), detail))
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            pending = [item for item in batch if item is not None]
+            if pending:
+                self._write(pending)
+            if len(pending) < len(batch):
+                return
+
+    def _write(self, pending: list[_Pending]) -> None:
+        try:
+            ids = self.archive.database.write(
+                lambda conn: [_append(conn, item) for item in pending])
+        except Exception:
+            logger.exception("%d audit records could not be written", len(pending))
+            return
+        _after_write(self.archive, ids[-1], len(ids))
 
 
 def verify(archive: Archive) -> VerifyResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,6 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filewriter import write_file_meta_info
 from pydicom.tag import Tag
 from pydicom.uid import UID
 
@@ -208,17 +208,32 @@ def _check_native_length(ds: Dataset, length: int, rows: int, columns: int,
 
 def _with_file_meta(ds: Dataset, data: bytes, transfer_syntax: str) -> bytes:
     """Prefix a bare dataset with a File Meta header; the dataset bytes stay as received."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    buffer = io.BytesIO()
-    buffer.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    offset = _dataset_offset(data)
-    return buffer.getvalue() + data[offset:]
+    return part10(data[_dataset_offset(data):], str(ds.SOPClassUID), str(ds.SOPInstanceUID),
+                  transfer_syntax)
+
+
+def part10(dataset: bytes, sop_class_uid: str, sop_instance_uid: str,
+           transfer_syntax_uid: str) -> bytes:
+    """A Part 10 file: preamble, File Meta (PS3.10 7.1, Explicit VR Little Endian) and the
+    dataset bytes as they are. Encoded by hand: pydicom's writer costs more than the rest of
+    a small C-STORE's parsing."""
+    def element(tag_element: int, vr: bytes, value: bytes) -> bytes:
+        if len(value) % 2:
+            value += b"\0" if vr == b"UI" else b" "
+        if vr == b"OB":
+            return struct.pack("<HH2sHI", 2, tag_element, vr, 0, len(value)) + value
+        return struct.pack("<HH2sH", 2, tag_element, vr, len(value)) + value
+
+    body = b"".join((
+        element(0x0001, b"OB", b"\x00\x01"),
+        element(0x0002, b"UI", sop_class_uid.encode("ascii", "replace")),
+        element(0x0003, b"UI", sop_instance_uid.encode("ascii", "replace")),
+        element(0x0010, b"UI", transfer_syntax_uid.encode("ascii", "replace")),
+        element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode("ascii")),
+        element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
+    ))
+    group_length = struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body))
+    return b"".join((b"\0" * 128, b"DICM", group_length, body, dataset))
 
 
 def _dataset_offset(data: bytes) -> int:

@@ -17,6 +17,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
 from qoima.archive import Archive, StoredInstance
+from qoima.dicom import header
 from qoima.dicom.attributes import (
     BY_KEYWORD,
     COMPUTED_BY_KEYWORD,
@@ -113,7 +114,10 @@ class DimseHandlers:
     def handle_c_store(self, event: Event) -> int | Dataset:
         """Store as received; success is sent only after blob and index rows are durable."""
         try:
-            data = event.encoded_dataset(include_meta=True)
+            request = event.request
+            data = header.part10(request.DataSet.getvalue(), str(request.AffectedSOPClassUID),
+                                 str(request.AffectedSOPInstanceUID),
+                                 str(event.context.transfer_syntax))
             result = self.archive.store_instance(data, _origin(event, "store"))
         except QoimaError as exc:
             status = statuses.store_status_for(exc)

@@ -159,10 +159,12 @@ def _client_address(scope: Scope) -> str:
 class AuthMiddleware:
     """Authenticate, authorise by path, bind the principal for the archive, audit the access."""
 
-    def __init__(self, app: ASGIApp, archive: Archive, options: AuthOptions) -> None:
+    def __init__(self, app: ASGIApp, archive: Archive, options: AuthOptions,
+                 audit_writer: archive_audit.AuditWriter) -> None:
         self.app = app
         self.archive = archive
         self.options = options
+        self.audit_writer = audit_writer
         self.jwt = JwtValidator(options) if options.jwks else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -207,9 +209,9 @@ class AuthMiddleware:
                 if verb is not None:
                     outcome = ("success" if status < 400 else
                                "denied" if status in (401, 403) else "failed")
-                    await run_in_threadpool(archive_audit.record, self.archive, principal, verb,
-                                            outcome, study_instance_uids=set(touched),
-                                            detail=f"{method} {path[:200]} -> {status}")
+                    self.audit_writer.submit(principal, verb, outcome,
+                                             study_instance_uids=set(touched),
+                                             detail=f"{method} {path[:200]} -> {status}")
 
     def _check_path_scope(self, path: str) -> None:
         try:
