@@ -7,6 +7,7 @@ changed, inserted or deleted record. Exports: FHIR AuditEvent JSON and DICOM aud
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -44,32 +45,27 @@ def record(archive: Archive, principal: Principal | None, action: str, outcome: 
            study_instance_uids: Iterable[str] = (), patient_ids: Iterable[str] = (),
            detail: str = "") -> int:
     """Append one audit record; patient IDs of the studies are looked up here. Returns its id."""
-    pending = _Pending(time.time(), principal or SYSTEM, action, outcome,
-                       tuple(study_instance_uids), tuple(patient_ids), detail)
-    event_id = archive.database.write(lambda conn: _append(conn, pending))
+    event = _event(principal, action, outcome, study_instance_uids, patient_ids, detail)
+    event_id = archive.database.write(lambda conn: _append(conn, event))
     _after_write(archive, event_id, 1)
     return event_id
 
 
-@dataclass(frozen=True)
-class _Pending:
-    occurred_at: float
-    who: Principal
-    action: str
-    outcome: str
-    study_instance_uids: tuple[str, ...]
-    patient_ids: tuple[str, ...]
-    detail: str
+def _event(principal: Principal | None, action: str, outcome: str,
+           study_instance_uids: Iterable[str], patient_ids: Iterable[str],
+           detail: str) -> NewAuditEvent:
+    """The event as it happened now; studies' patients are added when it is written."""
+    who = principal or SYSTEM
+    return NewAuditEvent(time.time(), who.name, who.role, who.via, who.source_address, action,
+                         outcome, tuple(patient_ids), tuple(study_instance_uids), detail)
 
 
-def _append(conn: Any, pending: _Pending) -> int:
-    studies = sorted({u for u in pending.study_instance_uids if u})[:1000]
-    patients = set(pending.patient_ids) | set(
+def _append(conn: Any, event: NewAuditEvent) -> int:
+    studies = sorted({u for u in event.study_instance_uids if u})[:1000]
+    patients = set(event.patient_ids) | set(
         index_audit.patients_of_studies(conn, studies).values())
-    who = pending.who
-    row = index_audit.append_event(conn, NewAuditEvent(
-        pending.occurred_at, who.name, who.role, who.via, who.source_address, pending.action,
-        pending.outcome, tuple(p for p in patients if p), tuple(studies), pending.detail))
+    row = index_audit.append_event(conn, dataclasses.replace(
+        event, patient_ids=tuple(p for p in patients if p), study_instance_uids=tuple(studies)))
     return int(row["id"])
 
 
@@ -91,7 +87,7 @@ class AuditWriter:
     def __init__(self, archive: Archive, max_batch: int = 200) -> None:
         self.archive = archive
         self.max_batch = max_batch
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._queue: queue.Queue[NewAuditEvent | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -102,8 +98,7 @@ class AuditWriter:
                 self._thread = threading.Thread(target=self._run, name="audit-writer",
                                                 daemon=True)
                 self._thread.start()
-        self._queue.put(_Pending(time.time(), principal or SYSTEM, action, outcome,
-                                 tuple(study_instance_uids), (), detail))
+        self._queue.put(_event(principal, action, outcome, study_instance_uids, (), detail))
 
     def close(self, timeout_s: float = 10.0) -> None:
         with self._lock:
@@ -126,7 +121,7 @@ class AuditWriter:
             if len(pending) < len(batch):
                 return
 
-    def _write(self, pending: list[_Pending]) -> None:
+    def _write(self, pending: list[NewAuditEvent]) -> None:
         try:
             ids = self.archive.database.write(
                 lambda conn: [_append(conn, item) for item in pending])
