@@ -7,10 +7,15 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.servers import SAMPLES, QoimaServer, running_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 POSTGRES_ADMIN_URL = os.environ.get("QOIMA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -81,3 +86,16 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is required (apt-get install dcmtk); .ci/run installs it")
     return path
+
+
+# One Chromium per test module for the browser tests (web UI, security).
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is required (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -70,6 +70,18 @@ def _jobs(server: QoimaServer, study_instance_uid: str) -> list[dict[str, Any]]:
     return jobs
 
 
+def _store_chest_and_wait_for_jobs(server: QoimaServer, study_instance_uid: str) -> int:
+    """C-STORE the chest radiograph and wait until every installed model has its job;
+    returns the number of models."""
+    models = len(_installed_models(server))
+    _storescu(server, CHEST_CR)
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(_jobs(server, study_instance_uid)) < models:
+        assert time.monotonic() < deadline, "jobs were not scheduled"
+        time.sleep(0.25)
+    return models
+
+
 def _wait_for_sr_series(client: DICOMwebClient, study_instance_uid: str,
                         count: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + TIMEOUT_S
@@ -191,12 +203,7 @@ def test_jobs_survive_a_restart_and_a_lost_queue(tmp_path: Path, tiny_models_dir
     env = {"QOIMA_AI_STABLE_AGE_S": "1", "QOIMA_CONFIG": str(config), "QOIMA_AI_WORKERS": "0"}
     study_instance_uid = pydicom.dcmread(CHEST_CR, stop_before_pixels=True).StudyInstanceUID
     with running_server(tmp_path / "data", env=env) as server:
-        models = len(_installed_models(server))
-        _storescu(server, CHEST_CR)
-        deadline = time.monotonic() + TIMEOUT_S
-        while len(_jobs(server, study_instance_uid)) < models:
-            assert time.monotonic() < deadline, "jobs were not scheduled"
-            time.sleep(0.25)
+        models = _store_chest_and_wait_for_jobs(server, study_instance_uid)
     assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"pending"}
     queue_file = tmp_path / "data" / "ai-queue.sqlite"
     assert queue_file.is_file()
@@ -216,11 +223,6 @@ def test_ingest_goes_on_when_the_queue_is_down(tmp_path: Path, tiny_models_dir: 
            "QOIMA_AI_QUEUE_URL": f"redis://127.0.0.1:{free_port()}/0"}
     study_instance_uid = pydicom.dcmread(CHEST_CR, stop_before_pixels=True).StudyInstanceUID
     with running_server(tmp_path / "data", env=env) as server:
-        models = len(_installed_models(server))
-        _storescu(server, CHEST_CR)
-        deadline = time.monotonic() + TIMEOUT_S
-        while len(_jobs(server, study_instance_uid)) < models:
-            assert time.monotonic() < deadline, "jobs were not scheduled"
-            time.sleep(0.25)
+        _store_chest_and_wait_for_jobs(server, study_instance_uid)
         assert {job["status"] for job in _jobs(server, study_instance_uid)} == {"pending"}
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200

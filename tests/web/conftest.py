@@ -15,9 +15,6 @@ from tests.servers import QoimaServer, running_server
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 DEMO_STUDIES = 12
 AI_TIMEOUT_S = 90.0
 
@@ -59,18 +56,6 @@ def wait_for_ai(server: QoimaServer, count: int = DEMO_STUDIES) -> list[dict[str
         time.sleep(0.5)
     raise AssertionError(f"AI results for only {sum(i['ai_priority'] is not None for i in items)}"
                          f" of {count} demo studies within {AI_TIMEOUT_S}s")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is required (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
