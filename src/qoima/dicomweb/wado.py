@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -204,27 +204,39 @@ async def retrieve_instances(request: Request, archive: Archive) -> Response:
         first = await run_in_threadpool(transcode_instance, archive, instances[0],
                                         choices[0].transfer_syntax_uid)
     boundary = multipart.new_boundary()
-
-    async def body() -> AsyncIterator[bytes]:
-        for index, (stored, choice) in enumerate(zip(instances, choices, strict=True)):
-            part_type = f"{MEDIA_TYPE_DICOM}; transfer-syntax={choice.transfer_syntax_uid}"
-            if choice.is_as_stored:
-                yield multipart.part_header(boundary, part_type,
-                                            {"Content-Length": str(stored.size_bytes)})
-                chunks = await run_in_threadpool(archive.stream_instance, stored, CHUNK_BYTES)
-                async for chunk in iterate_in_threadpool(chunks):
-                    yield chunk
-            else:
-                data = first if index == 0 and first is not None else await run_in_threadpool(
-                    transcode_instance, archive, stored, choice.transfer_syntax_uid)
-                yield multipart.part_header(boundary, part_type,
-                                            {"Content-Length": str(len(data))})
-                yield data
-            yield multipart.CRLF
-        yield multipart.closing(boundary)
-
+    parts = _instance_parts(archive, instances, choices, first, boundary)
     logger.info("WADO-RS retrieve: %d instances", len(instances))
-    return StreamingResponse(body(), media_type=multipart.content_type(boundary, MEDIA_TYPE_DICOM))
+    return StreamingResponse(iterate_in_threadpool(parts),
+                             media_type=multipart.content_type(boundary, MEDIA_TYPE_DICOM))
+
+
+def _instance_parts(archive: Archive, instances: list[StoredInstance],
+                    choices: list[InstanceChoice], first: bytes | None, boundary: str
+                    ) -> Iterator[bytes]:
+    """The multipart body in writes of about CHUNK_BYTES: small instances (a CT slice) share a
+    write, large ones are read a chunk at a time, so memory stays bounded either way."""
+    pending: list[bytes] = []
+    pending_bytes = 0
+    for index, (stored, choice) in enumerate(zip(instances, choices, strict=True)):
+        part_type = f"{MEDIA_TYPE_DICOM}; transfer-syntax={choice.transfer_syntax_uid}"
+        if choice.is_as_stored:
+            pieces: Iterable[bytes] = archive.stream_instance(stored, CHUNK_BYTES)
+            length = stored.size_bytes
+        else:
+            data = first if index == 0 and first is not None else transcode_instance(
+                archive, stored, choice.transfer_syntax_uid)
+            pieces, length = (data,), len(data)
+        pending.append(multipart.part_header(boundary, part_type,
+                                             {"Content-Length": str(length)}))
+        for piece in pieces:
+            pending.append(piece)
+            pending_bytes += len(piece)
+            if pending_bytes >= CHUNK_BYTES:
+                yield b"".join(pending)
+                pending, pending_bytes = [], 0
+        pending.append(multipart.CRLF)
+    pending.append(multipart.closing(boundary))
+    yield b"".join(pending)
 
 
 async def retrieve_metadata(request: Request, archive: Archive, headers: HeaderCache

@@ -5,7 +5,10 @@ association thread sleeps 1 ms before every look at its queues. Each C-STORE cro
 three times (request in, handler, response out), so about 2 ms of every exchange is spent
 asleep. ``install`` replaces the two loops with copies that wait on the socket and on a wake-up
 signal raised whenever pynetdicom queues work for them, with a 50 ms fallback so that timers
-and anything not signalled are still checked as before. The loop bodies are pynetdicom's own
+and anything not signalled are still checked as before. Two more costs go the same way: ending
+an association polled the DUL's state every 10 ms (``Association.kill``), and every accepted
+association deep-copied the hundreds of supported presentation contexts (about 20 ms), which
+negotiation only reads; each is now copied shallowly. The loop bodies are pynetdicom's own
 (MIT licence), unchanged apart from the wait; they are installed only on the 3.0 series, which
 pyproject pins.
 """
@@ -13,6 +16,7 @@ pyproject pins.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import queue
 import select
@@ -22,11 +26,13 @@ import threading
 from typing import Any, cast
 
 import pynetdicom
+import pynetdicom.transport
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.presentation import PresentationContext
 
 logger = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.05
@@ -62,6 +68,7 @@ def _dul_init(original: Any) -> Any:
     def init(self: DULServiceProvider, assoc: Association) -> None:
         original(self, assoc)
         self._qoima_wake_w = None
+        self._qoima_acted = threading.Event()
         self.event_queue = _WakingQueue(lambda: _wake_dul(self))
         self.to_provider_queue = _WakingQueue(lambda: _wake_dul(self))
         self.to_user_queue = _WakingQueue(lambda: _wake_association(self.assoc))
@@ -139,12 +146,55 @@ def _dul_run_reactor(self: DULServiceProvider) -> None:
                 sleep = True
                 continue
             self.state_machine.do_action(event)
+            self._qoima_acted.set()
             sleep = False
     finally:
         self._qoima_wake_w = None
         wake_w.close()
         wake_r.close()
+        self._qoima_acted.set()
         _wake_association(self.assoc)
+
+
+def _stop_dul(dul: DULServiceProvider) -> bool:
+    """pynetdicom's ``stop_dul``, joining the thread instead of polling it."""
+    if dul.state_machine.current_state != "Sta1":
+        return False
+    dul._kill_thread = True
+    _wake_dul(dul)
+    if dul is not threading.current_thread():
+        dul.join()
+    return True
+
+
+def _association_kill(self: Association) -> None:
+    """pynetdicom's ``Association.kill``, woken by the DUL's state changes, not a 10 ms poll."""
+    self._reactor_checkpoint.set()
+    self._kill = True
+    self.is_established = False
+    self._is_paused = True
+    acted = getattr(self.dul, "_qoima_acted", None)
+    while True:
+        if acted is not None:
+            acted.clear()
+        if not self.dul.is_alive() or _stop_dul(self.dul):
+            return
+        if acted is None:
+            threading.Event().wait(0.01)
+        else:
+            acted.wait(0.01)
+
+
+def _copy_contexts(value: Any, memo: Any = None) -> Any:
+    """``deepcopy`` for the acceptor's supported contexts, one shallow copy per context."""
+    if isinstance(value, list) and all(isinstance(cx, PresentationContext) for cx in value):
+        copies = []
+        for cx in value:
+            clone = copy.copy(cx)
+            clone._transfer_syntax = list(cx._transfer_syntax)
+            copies.append(clone)
+        return copies
+    return copy.deepcopy(value, memo)
 
 
 def _association_run_reactor(self: Association) -> None:
@@ -214,5 +264,7 @@ def install() -> bool:
     DIMSEServiceProvider.__init__ = _dimse_init(DIMSEServiceProvider.__init__)  # type: ignore[method-assign]
     DULServiceProvider.run_reactor = _dul_run_reactor  # type: ignore[method-assign]
     Association._run_reactor = _association_run_reactor  # type: ignore[method-assign]
+    Association.kill = _association_kill  # type: ignore[method-assign]
+    pynetdicom.transport.deepcopy = _copy_contexts  # type: ignore[attr-defined]
     _installed = True
     return True

@@ -9,12 +9,14 @@ named by the old ``X-Qoima-User`` header, and still audits.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -187,7 +189,8 @@ class AuthMiddleware:
             try:
                 if needed is not None and principal is not None and not principal.may(needed):
                     raise Forbidden(f"role {principal.role} may not {needed}")
-                await run_in_threadpool(self._check_path_scope, path)
+                if scope_check := self._path_scope_check(path):
+                    await run_in_threadpool(scope_check)
             except Forbidden as exc:
                 if verb is not None:
                     await run_in_threadpool(archive_audit.record, self.archive, principal, verb,
@@ -213,16 +216,22 @@ class AuthMiddleware:
                                              study_instance_uids=set(touched),
                                              detail=f"{method} {path[:200]} -> {status}")
 
-    def _check_path_scope(self, path: str) -> None:
-        try:
-            if match := _STUDY_PATH.match(path):
-                access.check_study(self.archive, match.group(1))
-            elif match := _SERIES_PATH.match(path):
-                access.check_series(self.archive, match.group(1))
-            elif match := _PATIENT_PATH.match(path):
-                access.check_patient(self.archive, unquote(match.group(1)))
-        except NotFound:
-            return  # the route answers 404 itself
+    def _path_scope_check(self, path: str) -> Callable[[], None] | None:
+        """The check of the principal's scope over the study, series or patient in the path
+        (a database read, so it runs in the thread pool); None for other paths."""
+        if match := _STUDY_PATH.match(path):
+            check, key = access.check_study, match.group(1)
+        elif match := _SERIES_PATH.match(path):
+            check, key = access.check_series, match.group(1)
+        elif match := _PATIENT_PATH.match(path):
+            check, key = access.check_patient, unquote(match.group(1))
+        else:
+            return None
+
+        def run() -> None:
+            with contextlib.suppress(NotFound):  # the route answers 404 itself
+                check(self.archive, key)
+        return run
 
     async def _authenticate(self, request: Request) -> Principal | None:
         address = _client_address(request.scope)

@@ -1,0 +1,89 @@
+"""The DICOM JSON of a stored header (WADO-RS metadata) is exactly pydicom's ``to_json_dict``,
+whichever elements the fast raw-bytes conversion takes and whichever it leaves to pydicom."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from qoima.dicom.json_model import dataset_to_json
+from tests.factories import make_instance
+from tests.servers import SAMPLES
+
+
+def _bulk_uri(element: object) -> str:
+    return f"http://archive/bulkdata/{element.tag:08X}"  # type: ignore[attr-defined]
+
+
+def _assert_same_json(data: bytes) -> None:
+    for handler, threshold in ((None, 1 << 62), (_bulk_uri, 1024)):
+        expected = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+        got = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+        want = expected.to_json_dict(bulk_data_threshold=threshold,
+                                     bulk_data_element_handler=handler)
+        assert json.dumps(dataset_to_json(got, handler), sort_keys=True) == json.dumps(
+            want, sort_keys=True)
+
+
+def _sample_files() -> list[Path]:
+    if not SAMPLES.is_dir():
+        return []
+    return sorted(p for p in SAMPLES.rglob("*.dcm") if "malformed" not in p.parts)
+
+
+@pytest.mark.parametrize("path", _sample_files(), ids=lambda p: p.name)
+def test_every_sample_header_converts_as_pydicom_does(path: Path) -> None:
+    _assert_same_json(path.read_bytes())
+
+
+def _edge_case_instance(charset: str, name: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = "T-D3000 "
+    item.CodingSchemeDesignator = "SRT"
+    item.CodeMeaning = name
+    inner = Dataset()
+    inner.ReferencedSOPInstanceUID = "1.2.3.4"
+    item.ReferencedImageSequence = Sequence([inner])
+    return make_instance(charset=charset, patient_name=name, extra={
+        "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+        "OtherPatientNames": [name, "IVANOV^IVAN"],
+        "PixelSpacing": ["0.5", "0.75"],
+        "SliceThickness": "1.25",
+        "WindowCenter": ["40", "-600"],
+        "ImagesInAcquisition": "120",
+        "RetrieveAETitle": "  QOIMA ",
+        "StudyDescription": f"{name}  ",
+        "ImageComments": "line one\\with backslash  ",
+        "AdditionalPatientHistory": "",
+        "PatientWeight": None,
+        "LargestImagePixelValue": 4095,
+        "ReferencedFrameNumber": [1, 2, 3],
+        "FrameIncrementPointer": 0x00181063,
+        "RedPaletteColorLookupTableData": b"\x01\x02" * 8,
+        "AnatomicRegionSequence": Sequence([item]),
+        "ConsultingPhysicianName": f"{name}={name}",
+    })
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                                    ExplicitVRBigEndian], ids=lambda s: s.name)
+@pytest.mark.parametrize(("charset", "name"), [
+    ("ISO_IR 192", "ӘБІЛҚАСЫМОВА^ҰЛЖАН^ҒАЛЫМҚЫЗЫ"),
+    ("ISO_IR 144", "ИВАНОВА^ОЛЬГА"),
+    ("ISO_IR 100", "MÜLLER^JÜRGEN"),
+    ("\\ISO 2022 IR 144", "ИВАНОВА^ОЛЬГА"),
+    ("", "DOE^JANE"),
+])
+def test_edge_cases_convert_as_pydicom_does(syntax: str, charset: str, name: str) -> None:
+    ds = _edge_case_instance(charset, name)
+    ds.file_meta.TransferSyntaxUID = syntax
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    _assert_same_json(buffer.getvalue())
