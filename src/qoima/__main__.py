@@ -2,4 +2,5 @@
 
 from qoima.cli.main import main
 
-main()
+if __name__ == "__main__":  # worker processes import this module again (spawn)
+    main()

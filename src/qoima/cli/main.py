@@ -31,8 +31,9 @@ def settings_from(options: dict[str, Any]) -> Settings:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from qoima.config import LOG_FORMAT
+
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format=LOG_FORMAT)
 
 
 @click.group()

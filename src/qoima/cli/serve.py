@@ -16,6 +16,8 @@ from qoima.cli.main import data_dir_option, settings_from, setup_logging
 @click.option("--dicom-port", type=int, default=None, help="DIMSE port (default 11112).")
 @click.option("--http-port", type=int, default=None, help="HTTP port (default 8080).")
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--workers", type=int, default=None,
+              help="Processes serving DIMSE and HTTP on the same ports (default 1).")
 @click.option("--duplicate-policy", type=click.Choice(["reject", "overwrite"]), default=None,
               help="Same SOP Instance UID with different content: reject (default) or overwrite.")
 @click.option("--demo", is_flag=True, default=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
@@ -26,7 +27,7 @@ from qoima.dicom.attributes import (
     unique_key,
 )
 from qoima.dicom.query import Query, parse_condition
-from qoima.dimse import statuses
+from qoima.dimse import reactor, statuses
 from qoima.errors import InvalidQuery, NotFound, QoimaError
 
 logger = logging.getLogger(__name__)
@@ -159,30 +160,26 @@ class DimseHandlers:
             raise InvalidQuery("retrieve without any unique key")
         return self.archive.instances_for(query)
 
-    def _datasets(self, event: Event, instances: list[StoredInstance],
-                  accepted: set[tuple[str, str]] | None = None
+    def _datasets(self, event: Event, instances: list[StoredInstance]
                   ) -> Iterator[tuple[int, Dataset | None]]:
-        """Datasets to send; decompressed when the peer accepted no context for the stored
-        transfer syntax (``accepted`` known for C-GET only)."""
+        """The instances to send, as stored; ``reactor.StoredFile`` decodes one only when the
+        peer accepted no context for its transfer syntax."""
         for stored in instances:
             if event.is_cancelled:
                 yield statuses.STATUS_CANCEL, None
                 return
+            path = self.archive.local_path(stored)
+            if path is not None and os.path.exists(path):
+                yield statuses.STATUS_PENDING, reactor.StoredFile(
+                    path, stored.sop_class_uid, stored.sop_instance_uid,
+                    stored.transfer_syntax_uid)
+                continue
             try:
                 data = self.archive.read_instance(stored)
             except NotFound:
                 logger.error("blob missing for instance %s", stored.sop_instance_uid)
                 continue
-            ds = pydicom.dcmread(io.BytesIO(data))
-            syntax = UID(stored.transfer_syntax_uid)
-            if (accepted is not None and syntax.is_compressed
-                    and (stored.sop_class_uid, str(syntax)) not in accepted):
-                try:
-                    ds.decompress(generate_instance_uid=False)
-                except Exception as exc:  # codec missing or corrupt pixel data
-                    logger.warning("cannot decompress %s for the peer: %s",
-                                   stored.sop_instance_uid, exc)
-            yield statuses.STATUS_PENDING, ds
+            yield statuses.STATUS_PENDING, pydicom.dcmread(io.BytesIO(data))
 
     def handle_c_get(self, event: Event) -> Iterator[Any]:
         try:
@@ -193,10 +190,8 @@ class DimseHandlers:
             yield _status(statuses.query_status_for(exc), str(exc)), None
             return
         logger.info("C-GET %s instances=%d", event.assoc.requestor.ae_title, len(instances))
-        accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-                    for cx in event.assoc.accepted_contexts if cx.transfer_syntax}
         yield len(instances)
-        yield from self._datasets(event, instances, accepted)
+        yield from self._datasets(event, instances)
 
     def handle_c_move(self, event: Event) -> Iterator[Any]:
         destination = str(event.move_destination).strip()

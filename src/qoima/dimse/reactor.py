@@ -1,4 +1,5 @@
-"""Event-driven waits for pynetdicom's two reactor loops.
+"""pynetdicom adapted for an archive: event-driven waits in its two reactor loops, and C-STORE
+sub-operations (C-GET, C-MOVE) sent from the stored file.
 
 pynetdicom 3.0 polls: the DUL thread sleeps 1 ms whenever it finds nothing to do, and the
 association thread sleeps 1 ms before every look at its queues. Each C-STORE crosses both loops
@@ -8,9 +9,21 @@ signal raised whenever pynetdicom queues work for them, with a 50 ms fallback so
 and anything not signalled are still checked as before. Two more costs go the same way: ending
 an association polled the DUL's state every 10 ms (``Association.kill``), and every accepted
 association deep-copied the hundreds of supported presentation contexts (about 20 ms), which
-negotiation only reads; each is now copied shallowly. The loop bodies are pynetdicom's own
-(MIT licence), unchanged apart from the wait; they are installed only on the 3.0 series, which
-pyproject pins.
+negotiation only reads; each is now copied shallowly.
+
+C-GET and C-MOVE handlers must yield a decoded ``Dataset`` per sub-operation, which pynetdicom
+then encodes again. A ``StoredFile`` passes that check but holds only the file's path: when the
+peer accepted the stored transfer syntax, pynetdicom streams the dataset bytes from the file as
+they are (its chunked send); otherwise the file is decoded, decompressed if need be, and
+converted by pynetdicom as before.
+
+pynetdicom sends each P-DATA-TF PDU of a message through its queues and state machine one by
+one; at the 16 KB a peer such as DCMTK accepts, a 512 KB CT slice is 33 of them. Outgoing
+DIMSE messages are now framed here into ready P-DATA-TF PDUs (the same bytes pynetdicom would
+make), handed to the DUL about 1 MB at a time and written with one socket call.
+
+The replaced functions are pynetdicom's own (MIT licence), changed only as described; they are
+installed only on the 3.0 series, which pyproject pins.
 """
 
 from __future__ import annotations
@@ -22,16 +35,23 @@ import queue
 import select
 import socket
 import ssl
+import struct
 import threading
 from typing import Any, cast
 
+import pydicom
 import pynetdicom
+import pynetdicom.fsm
 import pynetdicom.transport
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 
 logger = logging.getLogger(__name__)
@@ -251,6 +271,86 @@ def _association_run_reactor(self: Association) -> None:
             return
 
 
+class StoredFile(Dataset):  # type: ignore[misc]
+    """A stored instance to send in a C-STORE sub-operation, read only if it must be converted."""
+
+    def __init__(self, path: str, sop_class_uid: str, sop_instance_uid: str,
+                 transfer_syntax_uid: str) -> None:
+        super().__init__()
+        self.SOPClassUID = sop_class_uid
+        self.SOPInstanceUID = sop_instance_uid
+        self.qoima_path = path
+        self.qoima_transfer_syntax = UID(transfer_syntax_uid)
+
+    def decoded(self) -> Dataset:
+        ds = pydicom.dcmread(self.qoima_path)
+        if self.qoima_transfer_syntax.is_compressed:
+            try:
+                ds.decompress(generate_instance_uid=False)
+            except Exception as exc:  # codec missing or corrupt pixel data
+                logger.warning("cannot decompress %s for the peer: %s", self.SOPInstanceUID, exc)
+        return ds
+
+
+def _send_c_store(original: Any) -> Any:
+    def send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(dataset, StoredFile):
+            try:
+                self._get_valid_context(dataset.SOPClassUID, dataset.qoima_transfer_syntax,
+                                        "scu", allow_conversion=False)
+            except ValueError:  # the peer takes another syntax: decode and let pynetdicom convert
+                dataset = dataset.decoded()
+            else:
+                dataset = dataset.qoima_path
+        return original(self, dataset, *args, **kwargs)
+    return send_c_store
+
+
+_PDU_BATCH_BYTES = 1 << 20
+
+
+class _EncodedPData(P_DATA):  # type: ignore[misc]
+    """P-DATA-TF PDUs already encoded: a P-DATA primitive to the DUL, its own PDU to the FSM."""
+
+    def __init__(self, encoded: bytes) -> None:
+        super().__init__()
+        self.encoded = encoded
+
+    def encode(self) -> bytes:
+        return self.encoded
+
+
+def _p_data_tf(primitive: P_DATA) -> Any:
+    """The FSM's ``P_DATA_TF(primitive)`` (actions DT-1 and AR-7), passing batches through."""
+    return primitive if isinstance(primitive, _EncodedPData) else P_DATA_TF(primitive)
+
+
+def _dimse_send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> None:
+    """pynetdicom's ``DIMSEServiceProvider.send_msg``, queuing framed PDUs in 1 MB batches."""
+    if primitive.MessageIDBeingRespondedTo is None:
+        dimse_msg = _RQ_TO_MESSAGE[primitive.__class__]()
+    else:
+        dimse_msg = _RSP_TO_MESSAGE[primitive.__class__]()
+    dimse_msg.primitive_to_message(primitive)
+    dimse_msg.context_id = context_id
+    evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": dimse_msg})
+    pending: list[bytes] = []
+    pending_bytes = 0
+    for pdata in dimse_msg.encode_msg(context_id, self.maximum_pdu_size):
+        items = pdata.presentation_data_value_list
+        # PS3.8 9.3.5: type 04H, reserved, length; each PDV item: length, context ID, value
+        pending.append(struct.pack(">BBI", 0x04, 0, sum(5 + len(value) for _, value in items)))
+        for item_context_id, value in items:
+            pending.append(struct.pack(">IB", 1 + len(value), item_context_id))
+            pending.append(value)
+            pending_bytes += len(value)
+        if pending_bytes >= _PDU_BATCH_BYTES:
+            self.dul.send_pdu(_EncodedPData(b"".join(pending)))
+            pending, pending_bytes = [], 0
+    if pending:
+        self.dul.send_pdu(_EncodedPData(b"".join(pending)))
+
+
 def install() -> bool:
     """Swap in the event-driven loops (once per process). False where pynetdicom is not 3.0."""
     global _installed
@@ -266,5 +366,9 @@ def install() -> bool:
     Association._run_reactor = _association_run_reactor  # type: ignore[method-assign]
     Association.kill = _association_kill  # type: ignore[method-assign]
     pynetdicom.transport.deepcopy = _copy_contexts  # type: ignore[attr-defined]
+    Association.send_c_store = _send_c_store(Association.send_c_store)  # type: ignore[method-assign]
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True  # a path is sent from the file, unread
+    DIMSEServiceProvider.send_msg = _dimse_send_msg  # type: ignore[method-assign]
+    pynetdicom.fsm.P_DATA_TF = _p_data_tf  # type: ignore[attr-defined]
     _installed = True
     return True

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
 
 from pydicom import uid
@@ -19,6 +21,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
 from qoima.archive import Archive
 from qoima.dimse import access as dimse_access
@@ -64,6 +67,16 @@ class DimseOptions:
     dimse_timeout_s: float
     network_timeout_s: float
     max_associations: int
+    is_port_shared: bool = False  # SO_REUSEPORT: other processes listen on the same port
+
+
+class _SharedPortServer(ThreadedAssociationServer):  # type: ignore[misc]
+    """A listener on a port that other ``qoima serve`` worker processes listen on too; the
+    kernel spreads incoming associations over them."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 def storage_sop_classes() -> list[str]:
@@ -105,7 +118,13 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
         (evt.EVT_C_MOVE, bound.handle_c_move),
     ]
     guarded = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
-    server = ae.start_server((options.host, options.port), block=False, evt_handlers=guarded,
-                             ssl_context=ssl_context)
+    server = ae.make_server((options.host, options.port), evt_handlers=guarded,
+                            ssl_context=ssl_context,
+                            server_class=(_SharedPortServer if options.is_port_shared
+                                          else ThreadedAssociationServer))
+    # what AE.start_server(block=False) does, with our choice of server class
+    threading.Thread(target=make_target(server.serve_forever), name="dimse-acceptor",
+                     daemon=True).start()
+    ae._servers.append(server)  # server.shutdown() removes itself from the AE's list
     logger.info("DIMSE listening on %s:%d as %s", options.host, options.port, options.ae_title)
     return server
