@@ -5,7 +5,9 @@
 #   bash bench/vs_orthanc.sh --quick                 # ~2 min smoke run
 #   bash bench/vs_orthanc.sh --phases echo,ingest,index,retrieve --idx-sizes 10000,50000,100000
 #
-# Extra arguments go to pacsbench's run.py. Needs Debian's orthanc, orthanc-dicomweb and dcmtk.
+# Qoima runs with one serving process per core (``--workers``, as docs/configuration.md advises
+# for a dedicated server); QOIMA_BENCH_WORKERS=1 measures a single process. Extra arguments go to
+# pacsbench's run.py. Needs Debian's orthanc, orthanc-dicomweb and dcmtk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HARNESS="$(cd ../shared/bench && pwd)"
@@ -14,12 +16,13 @@ QDIR="$WORK/qoima"
 DICOM_PORT=11212
 HTTP_PORT=8280
 PY=.venv/bin/python
+WORKERS="${QOIMA_BENCH_WORKERS:-$(nproc)}"
 $PY -c "import requests" 2>/dev/null || .venv/bin/pip install -q requests
 
 rm -rf "$QDIR" && mkdir -p "$QDIR"
 $PY -m qoima ae add --data-dir "$QDIR/data" BENCHSCP 127.0.0.1 11113 >/dev/null
 QOIMA_AI_ENABLED=false $PY -m qoima serve --data-dir "$QDIR/data" --dicom-port $DICOM_PORT \
-  --http-port $HTTP_PORT --ae-title QOIMA >"$QDIR/server.log" 2>&1 &
+  --http-port $HTTP_PORT --ae-title QOIMA --workers "$WORKERS" >"$QDIR/server.log" 2>&1 &
 QPID=$!
 bash "$HARNESS/orthanc.sh" start >/dev/null
 trap 'kill $QPID 2>/dev/null || true; bash "$HARNESS/orthanc.sh" stop >/dev/null || true' EXIT
@@ -35,5 +38,6 @@ mkdir -p bench/results
 OUT="bench/results/qoima-vs-orthanc-$(date +%Y%m%d-%H%M).json"
 status=0
 $PY "$HARNESS/run.py" --targets-file "$QDIR/targets.json" --out "$OUT" "$@" || status=$?
-$PY "$HARNESS/summarize.py" "$OUT" | tee "${OUT%.json}.md"
+{ echo "Qoima: \`qoima serve --workers $WORKERS\` ($(git rev-parse --short HEAD))."; echo
+  $PY "$HARNESS/summarize.py" "$OUT"; } | tee "${OUT%.json}.md"
 exit $status

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,12 @@ from qoima.index.remote_aes import RemoteAE
 from qoima.storage import BlobStore, new_key
 
 logger = logging.getLogger(__name__)
+
+
+def _settle(future: Future[Any]) -> None:
+    """Wait for ``future``, whatever its outcome (its error is reported elsewhere or moot)."""
+    with contextlib.suppress(Exception):
+        future.result()
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class Archive:
         self.database = database
         self.blobs = blobs
         self.policy = policy
+        self._blob_writer = ThreadPoolExecutor(max_workers=16, thread_name_prefix="blob-write")
 
     # Ingest ---------------------------------------------------------------------------------
     def store_instance(self, data: bytes, origin: str) -> StoreResult:
@@ -70,11 +79,14 @@ class Archive:
             raise InvalidDicom(f"instance of {len(data)} bytes exceeds the size limit")
         parsed = parse_instance(data, max_image_pixels=self.policy.max_image_pixels,
                                 max_sequence_depth=self.policy.max_sequence_depth)
-        sha256 = hashlib.sha256(parsed.part10).hexdigest()
-        # The duplicate check runs inside the write transaction below: one read transaction
-        # fewer per instance; a rare duplicate costs one blob written and deleted.
+        # The blob is written (and fsynced) in another thread while this one hashes it and
+        # runs the index statements; the commit waits for the blob, so an index row is never
+        # durable before its bytes. The duplicate check runs inside the write transaction:
+        # one read transaction fewer per instance; a rare duplicate costs one blob written
+        # and deleted.
         key = new_key()
-        self.blobs.write(key, parsed.part10)
+        written = self._blob_writer.submit(self.blobs.write, key, parsed.part10)
+        sha256 = hashlib.sha256(parsed.part10).hexdigest()
         new = index_instances.NewInstance(parsed.values, parsed.transfer_syntax_uid, key,
                                           len(parsed.part10), sha256, origin)
         replaced: list[str] = []
@@ -90,18 +102,22 @@ class Archive:
                     index_instances.delete_instance_row(conn, parsed.sop_instance_uid)
                     replaced.append(existing.blob_key)
                 index_instances.insert_instance(conn, new)
+                written.result()
 
             self.database.write(work)
         except _SameContent as same:
+            _settle(written)
             self.blobs.delete(key)
             logger.info("duplicate instance %s (identical content) ignored",
                         parsed.sop_instance_uid)
             return self._result(parsed, same.blob_key, True)
         except IntegrityError as exc:
+            _settle(written)
             self.blobs.delete(key)
             raise Conflict(
                 f"SOP Instance {parsed.sop_instance_uid} was stored concurrently") from exc
         except BaseException:
+            _settle(written)
             self.blobs.delete(key)
             raise
         for old_key in replaced:
