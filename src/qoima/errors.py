@@ -27,3 +27,18 @@ class BackendUnavailable(QoimaError):
 
 class Forbidden(QoimaError):
     """The caller is known but may not do this (unknown C-MOVE destination, no permission)."""
+
+
+# The HTTP status each error answers with, for DICOMweb and the web API alike.
+_HTTP_STATUS: tuple[tuple[type[QoimaError], int], ...] = (
+    (NotFound, 404), (InvalidQuery, 400), (InvalidDicom, 400), (Conflict, 409),
+    (Forbidden, 403), (BackendUnavailable, 503),
+)
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status for one of these errors; None for anything else (a 500)."""
+    for kind, status in _HTTP_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return None

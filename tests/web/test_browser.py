@@ -24,6 +24,18 @@ def _canvas_pixels(page: Any, index: int = 0) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
 
+def _settled_canvas_pixels(page: Any, timeout_ms: int = 5000) -> np.ndarray:
+    """The canvas once two captures 100 ms apart are identical (no redraw under way)."""
+    previous = _canvas_pixels(page)
+    for _ in range(timeout_ms // 100):
+        page.wait_for_timeout(100)
+        current = _canvas_pixels(page)
+        if np.array_equal(current, previous):
+            return current
+        previous = current
+    return previous
+
+
 def _open_first_study(page: Any, server: QoimaServer, reader: str) -> str:
     sign_in(page, server, reader)
     page.locator("tr.row:has(.badge.new)").first.click()  # one nobody else has claimed
@@ -71,7 +83,7 @@ def test_heatmap_toggle_overlays_the_ai_heatmap(page: Any, demo_server: QoimaSer
     _open_first_study(page, demo_server, "Reader Two")
     toggle = page.get_by_test_id("heatmap-toggle")
     assert toggle.is_enabled()
-    before = _canvas_pixels(page)
+    before = _settled_canvas_pixels(page)
     toggle.click()
     page.locator("[data-testid=viewer-canvas][data-heatmap='on']").first.wait_for()
     page.wait_for_timeout(300)
@@ -82,7 +94,7 @@ def test_heatmap_toggle_overlays_the_ai_heatmap(page: Any, demo_server: QoimaSer
     assert red_minus_blue.max() > 30
     toggle.click()
     page.locator("[data-testid=viewer-canvas][data-heatmap='off']").first.wait_for()
-    assert np.abs(_canvas_pixels(page) - before).mean() < 1
+    assert np.abs(_settled_canvas_pixels(page) - before).mean() < 1
 
 
 def test_length_measurement_is_drawn(page: Any, demo_server: QoimaServer) -> None:

@@ -98,6 +98,67 @@ def index_value(element: Any) -> str | int | None:
 
 # Looked up by tag, not keyword: Dataset.get(keyword) costs a dictionary search per call.
 _INDEXED_TAGS = tuple((a.keyword, Tag(a.keyword)) for a in INDEXED_ATTRIBUTES)
+# pydicom's value conversions (pydicom.values), by VR: whole value right-stripped then split;
+# split then each value right-stripped, in the dataset's character set.
+_ASCII_SPLIT_VRS = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})
+_TEXT_SPLIT_VRS = frozenset({"LO", "SH"})
+_INTEGER = re.compile(r" *[+-]?[0-9]+ *")
+_NOT_CONVERTED = object()
+
+
+def simple_encoding(ds: Dataset) -> str | None:
+    """The one Python codec that decodes ``ds``'s text, or None when it uses ISO 2022 code
+    extensions (several character sets switched by escape sequences)."""
+    charset = ds.get(0x00080005)
+    encodings = ds._character_set
+    if charset is not None and "2022" in str(charset.value):
+        return None
+    if isinstance(encodings, str):
+        return encodings
+    return encodings[0] if len(encodings) == 1 else None
+
+
+def index_values(ds: Dataset) -> dict[str, str | int | None]:
+    """The indexed attributes of ``ds`` in the index's form (see ``index_value``). Common
+    elements of a header just read (explicit VR little endian text, US) are converted from
+    their raw bytes here, as pydicom would convert them; the rest go through pydicom."""
+    encoding = simple_encoding(ds)
+    values: dict[str, str | int | None] = {}
+    for keyword, tag in _INDEXED_TAGS:
+        raw = ds._dict.get(tag)
+        value: Any = None
+        if raw is not None:
+            value = _NOT_CONVERTED
+            if isinstance(raw, RawDataElement) and raw.VR is not None and raw.is_little_endian:
+                value = _raw_index_value(raw, encoding)
+            if value is _NOT_CONVERTED:
+                value = index_value(ds[tag].value)
+        values[keyword] = value
+    return values
+
+
+def _raw_index_value(raw: RawDataElement, encoding: str | None) -> Any:
+    vr, data = raw.VR, raw.value
+    if data is None:  # deferred
+        return _NOT_CONVERTED
+    try:
+        if vr in _ASCII_SPLIT_VRS:
+            parts = data.decode("iso8859").rstrip(" \x00").split("\\")
+        elif vr in _TEXT_SPLIT_VRS and encoding is not None:
+            parts = [part.rstrip("\x00 ") for part in data.decode(encoding).split("\\")]
+        elif vr == "IS":
+            text = data.decode("iso8859").rstrip("\x00 ")
+            if not text.strip():
+                return None
+            return int(text) if "\\" not in text and _INTEGER.fullmatch(text) else _NOT_CONVERTED
+        elif vr == "US":
+            return struct.unpack("<H", data)[0] if len(data) == 2 else (
+                None if not data else _NOT_CONVERTED)
+        else:
+            return _NOT_CONVERTED
+    except UnicodeDecodeError:
+        return _NOT_CONVERTED
+    return index_value(parts[0]) if len(parts) == 1 else "\\".join(parts)
 
 
 def parse_instance(
@@ -138,8 +199,7 @@ def parse_instance(
         if meta_sop and meta_sop != sop_instance_uid:
             raise InvalidDicom("file meta MediaStorageSOPInstanceUID differs from SOPInstanceUID")
         _check_pixel_data(ds, data, max_image_pixels)
-        values = {keyword: index_value(ds[tag].value) if tag in ds else None
-                  for keyword, tag in _INDEXED_TAGS}
+        values = index_values(ds)
     except InvalidDicom:
         raise
     except (ValueError, TypeError, KeyError, OverflowError, UnicodeError, LookupError) as exc:

@@ -13,6 +13,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 from qoima.dicom.attributes import BY_KEYWORD, COMPUTED_BY_KEYWORD
+from qoima.dicom.header import simple_encoding
 
 BULK_DATA_THRESHOLD_BYTES = 1024
 _NUMBER_VRS = {"IS", "US", "UL", "SS", "SL", "UV", "SV", "FL", "FD", "DS"}
@@ -121,13 +122,7 @@ _BYTES_VRS = {"OB", "OD", "OF", "OL", "OV", "OW"}
 
 def _dataset_json(ds: Dataset, bulk_data_uri: Callable[[DataElement], str] | None,
                   threshold: int) -> dict[str, Any]:
-    charset = ds.get(0x00080005)
-    encodings = ds._character_set
-    # one plain encoding (no ISO 2022 code extensions): text decodes with Python's codec
-    encoding = None
-    if (isinstance(encodings, str) or len(encodings) == 1) and (
-            charset is None or "2022" not in str(charset.value)):
-        encoding = encodings if isinstance(encodings, str) else encodings[0]
+    encoding = simple_encoding(ds)
     out: dict[str, Any] = {}
     for tag in list(ds._dict):
         raw = ds._dict[tag]

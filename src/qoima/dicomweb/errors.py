@@ -10,15 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from qoima.errors import (
-    BackendUnavailable,
-    Conflict,
-    Forbidden,
-    InvalidDicom,
-    InvalidQuery,
-    NotFound,
-    QoimaError,
-)
+from qoima.errors import QoimaError, http_status
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +52,12 @@ class UriTooLongError(DicomwebError):
     status_code = HTTP_URI_TOO_LONG
 
 
-_STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
-    (NotFound, HTTP_NOT_FOUND),
-    (InvalidQuery, HTTP_BAD_REQUEST),
-    (InvalidDicom, HTTP_BAD_REQUEST),
-    (Conflict, HTTP_CONFLICT),
-    (Forbidden, HTTP_FORBIDDEN),
-    (BackendUnavailable, HTTP_SERVICE_UNAVAILABLE),
-]
-
-
 def status_for(exc: BaseException) -> int:
     if isinstance(exc, DicomwebError):
         return exc.status_code
     if isinstance(exc, HTTPException):
         return exc.status_code
-    for error_type, status in _STATUS_BY_ERROR:
-        if isinstance(exc, error_type):
-            return status
-    return HTTP_INTERNAL_ERROR
+    return http_status(exc) or HTTP_INTERNAL_ERROR
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:

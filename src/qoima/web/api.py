@@ -24,7 +24,7 @@ from qoima.archive.archive import Archive
 from qoima.archive.reports import ReportDraft
 from qoima.archive.worklist import COUNT_CAP, WorklistFilter
 from qoima.dicom.iin import InvalidIinError, parse_iin
-from qoima.errors import Conflict, Forbidden, InvalidQuery, NotFound, QoimaError
+from qoima.errors import InvalidQuery, NotFound, QoimaError, http_status
 from qoima.web.demo import ATTRIBUTION
 from qoima.web.users import current_user
 
@@ -32,10 +32,6 @@ logger = logging.getLogger(__name__)
 I18N_DIR = Path(__file__).parent / "i18n"
 LANGUAGES = ("kk", "ru", "en")
 _DATE = re.compile(r"^\d{8}$")
-_STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
-    (NotFound, 404), (Conflict, 409), (Forbidden, 403), (InvalidQuery, 400),
-    (InvalidIinError, 400),
-)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -48,13 +44,12 @@ def _json_errors(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except HTTPException as exc:
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        except InvalidIinError as exc:
+            return JSONResponse({"error": str(exc), "reason": exc.reason}, status_code=400)
         except QoimaError as exc:
-            for kind, status in _STATUS_BY_ERROR:
-                if isinstance(exc, kind):
-                    body: dict[str, Any] = {"error": str(exc)}
-                    if isinstance(exc, InvalidIinError):
-                        body["reason"] = exc.reason
-                    return JSONResponse(body, status_code=status)
+            status = http_status(exc)
+            if status is not None:
+                return JSONResponse({"error": str(exc)}, status_code=status)
             logger.exception("api error on %s", request.url.path)
             return JSONResponse({"error": "internal error"}, status_code=500)
         except Exception:
