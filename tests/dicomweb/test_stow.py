@@ -104,3 +104,17 @@ def test_single_application_dicom_body_is_stored(server: QoimaServer) -> None:
                           content=to_bytes(ds), headers={"Content-Type": "application/dicom"})
     assert response.status_code == 200
     assert _uids(response.json(), REFERENCED_SOP_SEQUENCE) == [ds.SOPInstanceUID]
+
+
+def test_parts_are_answered_in_order_and_repeats_in_one_request_succeed(server: QoimaServer
+                                                                         ) -> None:
+    # parts are stored several at a time: the answer still follows the parts' order, and the
+    # same instance twice in one request is one stored instance and two successes
+    datasets = [variant("ct/CT_small.dcm") for _ in range(7)]
+    parts = [to_bytes(ds) for ds in datasets]
+    response = stow(server, [*parts, parts[2], parts[2]])
+    assert response.status_code == 200
+    expected = [ds.SOPInstanceUID for ds in datasets]
+    assert _uids(response.json(), REFERENCED_SOP_SEQUENCE) == [*expected, expected[2],
+                                                               expected[2]]
+    assert instance_count(server) == 7

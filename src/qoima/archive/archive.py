@@ -114,6 +114,13 @@ class Archive:
         except IntegrityError as exc:
             _settle(written)
             self.blobs.delete(key)
+            # the same instance arrived twice at once (two senders, or one STOW request)
+            other = self.database.read(
+                lambda conn: index_instances.find_instance(conn, parsed.sop_instance_uid))
+            if other is not None and other.sha256 == sha256:
+                logger.info("duplicate instance %s (identical, stored concurrently) ignored",
+                            parsed.sop_instance_uid)
+                return self._result(parsed, other.blob_key, True)
             raise Conflict(
                 f"SOP Instance {parsed.sop_instance_uid} was stored concurrently") from exc
         except BaseException:

@@ -3,8 +3,10 @@ PS3.18 Table 10.5.3-1 response out. Never a 200 when something was not stored.""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,8 @@ FAILURE_DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4.2: same UID, different cont
 FAILURE_OUT_OF_RESOURCES = 0xA700
 FAILURE_CANNOT_UNDERSTAND = 0xC000
 FAILURE_STUDY_UID_MISMATCH = 0xC409  # instance not in the study named by the request URI
+STORE_PARALLEL_PARTS = 3
+PARALLEL_PART_BYTES = 16 * 1024 * 1024
 HTTP_OK = 200
 HTTP_ACCEPTED = 202
 HTTP_CONFLICT = 409
@@ -162,14 +166,40 @@ async def store_instances(request: Request, archive: Archive, max_part_bytes: in
 
         def store_spooled(part: multipart.Part) -> PartOutcome:
             data = part.read()
-            part.close()  # one copy at a time: the spooled file goes as the bytes arrive
+            part.close()  # the spooled copy goes as soon as the bytes are read
             return store_part(archive, data, origin, study_instance_uid)
 
-        outcomes = [await run_in_threadpool(store_spooled, part) for part in parts]
+        outcomes = await _store_parts(parts, store_spooled)
     finally:
         for part in parts:
             part.close()
     return _answer(outcomes, request)
+
+
+async def _store_parts(parts: list[multipart.Part],
+                       store: Callable[[multipart.Part], PartOutcome]) -> list[PartOutcome]:
+    """Store the parts, up to STORE_PARALLEL_PARTS at a time: one instance's fsyncs and
+    commit overlap another's parsing. A part above PARALLEL_PART_BYTES is stored alone, so at
+    most one large instance is in memory. Outcomes keep the parts' order."""
+    outcomes: list[PartOutcome | None] = [None] * len(parts)
+    running: set[asyncio.Future[None]] = set()
+
+    async def run(index: int, part: multipart.Part) -> None:
+        outcomes[index] = await run_in_threadpool(store, part)
+
+    for index, part in enumerate(parts):
+        is_large = part.size_bytes > PARALLEL_PART_BYTES
+        while len(running) > (0 if is_large else STORE_PARALLEL_PARTS - 1):
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        if is_large:
+            await run(index, part)
+        else:
+            running.add(asyncio.ensure_future(run(index, part)))
+    if running:
+        await asyncio.gather(*running)
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from qoima.errors import BackendUnavailable
 
@@ -73,6 +73,39 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# (dialect, statement id, parameter names) -> (statement, SQL text, parameter order or None
+# for named parameters, the statement's own bound values such as the 1 of "n + 1"); the
+# statement is kept so that its id is never reused.
+_RAW_SQL: dict[tuple[str, int, tuple[str, ...]],
+               tuple[Any, str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+
+def raw_execute(conn: Connection, statement: Any, params: dict[str, Any]) -> Any:
+    """Run a Core statement on the DBAPI cursor of ``conn``'s transaction and return the
+    cursor. For the few statements run on every stored instance: SQLAlchemy's per-execution
+    work (contexts, result objects, events) costs more than SQLite itself. The statement is
+    compiled once per dialect and parameter set, so it must be a module-level constant; its
+    columns must need no type conversion (text and numbers). DBAPI errors come out as
+    SQLAlchemy's (IntegrityError, ...)."""
+    key = (conn.dialect.name, id(statement), tuple(params))
+    compiled = _RAW_SQL.get(key)
+    if compiled is None or compiled[0] is not statement:
+        done = statement.compile(dialect=conn.dialect, column_keys=list(params))
+        order = tuple(done.positiontup) if done.positional and done.positiontup else None
+        own = {name: value for name, value in done.params.items() if name not in params}
+        compiled = _RAW_SQL[key] = (statement, done.string, order, own)
+    _statement, sql, order, own = compiled
+    if own:
+        params = {**own, **params}
+    args: Any = [params[name] for name in order] if order is not None else params
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, args)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error) from exc
+    return cursor
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

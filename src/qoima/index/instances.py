@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
 from qoima.dicom.attributes import Level, attributes_at
 from qoima.errors import NotFound
+from qoima.index.database import raw_execute
 from qoima.index.tables import changes, instance, patient, series, study
 
 
@@ -67,6 +68,7 @@ _FIND_INSTANCE = (
 _PATIENT_PK = select(patient.c.id).where(patient.c.patient_key == bindparam("b_key"))
 _STUDY_ROW = select(study.c.id, study.c.modalities_in_study, study.c.sop_classes_in_study).where(
     study.c.study_instance_uid == bindparam("b_key"))
+_STUDY_PK = select(study.c.id).where(study.c.study_instance_uid == bindparam("b_key"))
 _SERIES_PK = select(series.c.id).where(series.c.series_instance_uid == bindparam("b_key"))
 _INSERT_INSTANCE = insert(instance)
 _INSERT_CHANGE = insert(changes)
@@ -87,7 +89,7 @@ _INSERTS: dict[str, Any] = {}
 
 
 def find_instance(conn: Connection, sop_instance_uid: str) -> InstanceRow | None:
-    row = conn.execute(_FIND_INSTANCE, {"b_uid": sop_instance_uid}).first()
+    row = raw_execute(conn, _FIND_INSTANCE, {"b_uid": sop_instance_uid}).fetchone()
     return None if row is None else InstanceRow(*row)
 
 
@@ -109,9 +111,9 @@ def _insert_returning_pk(conn: Connection, table: Any, key_column: str,
 
 def _get_or_create(conn: Connection, lookup: Any, table: Any, key_column: str, key: str,
                    values: dict[str, Any]) -> tuple[int, bool]:
-    existing = conn.execute(lookup, {"b_key": key}).scalar()
+    existing = raw_execute(conn, lookup, {"b_key": key}).fetchone()
     if existing is not None:
-        return int(existing), False
+        return int(existing[0]), False
     new_id = _insert_returning_pk(conn, table, key_column, values)
     if new_id is None:
         return int(conn.execute(lookup, {"b_key": key}).scalar_one()), False
@@ -130,9 +132,9 @@ def insert_instance(conn: Connection, new: NewInstance) -> None:
     patient_values = _row_values(Level.PATIENT, values)
     patient_pk, _ = _get_or_create(conn, _PATIENT_PK, patient, "patient_key", patient_key, {
         **patient_values, "patient_key": patient_key, "created_at": now})
-    study_row = conn.execute(_STUDY_ROW, {"b_key": study_uid}).first()
+    study_row = raw_execute(conn, _STUDY_ROW, {"b_key": study_uid}).fetchone()
     if study_row is None:
-        _get_or_create(conn, _STUDY_ROW.with_only_columns(study.c.id), study,
+        _get_or_create(conn, _STUDY_PK, study,
                        "study_instance_uid", study_uid, {
                            **_row_values(Level.STUDY, values), "patient_id_fk": patient_pk,
                            "patient_name": patient_values["patient_name"],
@@ -148,19 +150,20 @@ def insert_instance(conn: Connection, new: NewInstance) -> None:
         conn, _SERIES_PK, series, "series_instance_uid", values["SeriesInstanceUID"], {
             **_row_values(Level.SERIES, values), "study_id_fk": study_pk,
             "number_of_instances": 0, "size_bytes": 0, "created_at": now})
-    conn.execute(_INSERT_INSTANCE, {
+    raw_execute(conn, _INSERT_INSTANCE, {
         **_row_values(Level.IMAGE, values), "series_id_fk": series_pk,
         "transfer_syntax_uid": new.transfer_syntax_uid, "blob_key": new.blob_key,
         "size_bytes": new.size_bytes, "sha256": new.sha256, "origin": new.origin[:200],
         "created_at": now})
-    conn.execute(_UPDATE_SERIES, {"b_pk": series_pk, "b_size": new.size_bytes})
-    conn.execute(_UPDATE_STUDY, {
+    raw_execute(conn, _UPDATE_SERIES, {"b_pk": series_pk, "b_size": new.size_bytes})
+    raw_execute(conn, _UPDATE_STUDY, {
         "b_pk": study_pk, "b_size": new.size_bytes, "b_new_series": int(is_new_series),
         "b_now": now, "b_modalities": _with_member(modalities, values.get("Modality")),
         "b_sop_classes": _with_member(sop_classes, values.get("SOPClassUID"))})
-    conn.execute(_INSERT_CHANGE, {"kind": "instance_stored", "study_instance_uid": study_uid,
-                                  "sop_instance_uid": values["SOPInstanceUID"],
-                                  "created_at": now})
+    raw_execute(conn, _INSERT_CHANGE, {"kind": "instance_stored",
+                                       "study_instance_uid": study_uid,
+                                       "sop_instance_uid": values["SOPInstanceUID"],
+                                       "created_at": now})
 
 
 def _with_member(existing: str | None, value: object) -> str | None:
