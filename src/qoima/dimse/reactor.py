@@ -51,6 +51,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
@@ -329,7 +330,13 @@ def _p_data_tf(primitive: P_DATA) -> Any:
 
 
 def _dimse_send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> None:
-    """pynetdicom's ``DIMSEServiceProvider.send_msg``, queuing framed PDUs in 1 MB batches."""
+    """pynetdicom's ``DIMSEServiceProvider.send_msg``, queuing framed PDUs in 1 MB batches. A
+    plain C-STORE response (the answer to every stored instance) is encoded directly."""
+    if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
+        command = c_store_rsp_command(primitive)
+        if command is not None:
+            self.dul.send_pdu(_EncodedPData(frame_p_data_tf([(context_id, b"\x03" + command)])))
+            return
     if primitive.MessageIDBeingRespondedTo is None:
         dimse_msg = _RQ_TO_MESSAGE[primitive.__class__]()
     else:
@@ -341,17 +348,52 @@ def _dimse_send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int)
     pending_bytes = 0
     for pdata in dimse_msg.encode_msg(context_id, self.maximum_pdu_size):
         items = pdata.presentation_data_value_list
-        # PS3.8 9.3.5: type 04H, reserved, length; each PDV item: length, context ID, value
-        pending.append(struct.pack(">BBI", 0x04, 0, sum(5 + len(value) for _, value in items)))
-        for item_context_id, value in items:
-            pending.append(struct.pack(">IB", 1 + len(value), item_context_id))
-            pending.append(value)
-            pending_bytes += len(value)
+        pending.append(frame_p_data_tf(items))
+        pending_bytes += sum(len(value) for _, value in items)
         if pending_bytes >= _PDU_BATCH_BYTES:
             self.dul.send_pdu(_EncodedPData(b"".join(pending)))
             pending, pending_bytes = [], 0
     if pending:
         self.dul.send_pdu(_EncodedPData(b"".join(pending)))
+
+
+def frame_p_data_tf(items: list[tuple[int, bytes]]) -> bytes:
+    """One P-DATA-TF PDU (PS3.8 9.3.5): type 04H, reserved, length; each presentation data
+    value item: length, context ID, value (message control header and fragment)."""
+    parts = [struct.pack(">BBI", 0x04, 0, sum(5 + len(value) for _, value in items))]
+    for context_id, value in items:
+        parts.append(struct.pack(">IB", 1 + len(value), context_id))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def _ui_element(element: int, uid: str) -> bytes:
+    value = uid.encode("ascii")
+    if len(value) % 2:
+        value += b"\0"
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
+
+
+def _us_element(element: int, value: int) -> bytes:
+    return struct.pack("<HHIH", 0x0000, element, 2, value)
+
+
+def c_store_rsp_command(primitive: C_STORE) -> bytes | None:
+    """The command set of a C-STORE response (PS3.7 9.3.1.2, implicit VR little endian) as
+    pynetdicom encodes it; None when it carries more than the status (error comment, ...)."""
+    if (primitive.ErrorComment or primitive.OffendingElement
+            or primitive.AffectedSOPClassUID is None or primitive.AffectedSOPInstanceUID is None
+            or not isinstance(primitive.Status, int)):
+        return None
+    body = b"".join((
+        _ui_element(0x0002, primitive.AffectedSOPClassUID),
+        _us_element(0x0100, 0x8001),  # Command Field: C-STORE-RSP
+        _us_element(0x0120, primitive.MessageIDBeingRespondedTo),
+        _us_element(0x0800, 0x0101),  # Command Data Set Type: no data set
+        _us_element(0x0900, primitive.Status),
+        _ui_element(0x1000, primitive.AffectedSOPInstanceUID),
+    ))
+    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
 
 
 def _socket_recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
