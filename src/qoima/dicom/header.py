@@ -50,8 +50,8 @@ def _is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and bool(_UID_SYNTAX.match(value))
 
 
-def _require_uid(ds: Dataset, keyword: str) -> str:
-    value = str(ds.get(keyword, "") or "").strip().rstrip("\0")
+def _require_uid(values: dict[str, str | int | None], keyword: str) -> str:
+    value = str(values.get(keyword) or "").strip().rstrip("\0")
     if not value:
         raise InvalidDicom(f"missing {keyword}")
     if not _is_valid_uid(value):
@@ -191,15 +191,15 @@ def parse_instance(
     if not transfer_syntax:
         transfer_syntax = _guess_transfer_syntax(ds)
     try:
-        sop_instance_uid = _require_uid(ds, "SOPInstanceUID")
-        sop_class_uid = _require_uid(ds, "SOPClassUID")
-        study_instance_uid = _require_uid(ds, "StudyInstanceUID")
-        series_instance_uid = _require_uid(ds, "SeriesInstanceUID")
+        values = index_values(ds)
+        sop_instance_uid = _require_uid(values, "SOPInstanceUID")
+        sop_class_uid = _require_uid(values, "SOPClassUID")
+        study_instance_uid = _require_uid(values, "StudyInstanceUID")
+        series_instance_uid = _require_uid(values, "SeriesInstanceUID")
         meta_sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "").rstrip("\0")
         if meta_sop and meta_sop != sop_instance_uid:
             raise InvalidDicom("file meta MediaStorageSOPInstanceUID differs from SOPInstanceUID")
         _check_pixel_data(ds, data, max_image_pixels)
-        values = index_values(ds)
     except InvalidDicom:
         raise
     except (ValueError, TypeError, KeyError, OverflowError, UnicodeError, LookupError) as exc:

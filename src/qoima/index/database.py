@@ -37,6 +37,7 @@ class Database:
                 url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._writer: Connection | None = None  # SQLite: the one write connection, kept open
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction; one writer at a time on SQLite."""
@@ -44,12 +45,19 @@ class Database:
             if self._write_lock is None:
                 with self.engine.begin() as conn:
                     return work(conn)
-            with (
-                self._write_lock,
-                self.engine.connect().execution_options(sqlite_immediate=True) as conn,
-                conn.begin(),
-            ):
-                return work(conn)
+            with self._write_lock:
+                # Writes are serialised anyway, so they share one connection instead of
+                # taking one from the pool each time; an error gives it back.
+                if self._writer is None:
+                    self._writer = self.engine.connect().execution_options(
+                        sqlite_immediate=True)
+                try:
+                    with self._writer.begin():
+                        return work(self._writer)
+                except BaseException:
+                    self._writer.close()
+                    self._writer = None
+                    raise
         except OperationalError as exc:
             raise BackendUnavailable(f"database unavailable: {str(exc.orig)[:200]}") from exc
 
@@ -72,6 +80,11 @@ class Database:
             command.upgrade(config, "heads")  # one branch per feature area
 
     def dispose(self) -> None:
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
         self.engine.dispose()
 
 
