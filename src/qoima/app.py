@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -321,7 +321,9 @@ def _start_workers(settings: Settings) -> Callable[[], None]:
 def _run_worker(settings: Settings, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
-    run_server(settings, is_worker=True)
+    # the first process has loaded the demo studies (--demo) before starting this one
+    extra = {key: value for key, value in settings.extra.items() if key != "demo"}
+    run_server(replace(settings, extra=extra), is_worker=True)
 
 
 def _die_with_parent(parent_pid: int) -> None:
