@@ -20,6 +20,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLES = SHARED_DATA / "dicom-samples"
 
 
+def well_formed_samples() -> list[Path]:
+    """Every sample file outside ``malformed/``; none where ../shared is missing."""
+    if not SAMPLES.is_dir():
+        return []
+    return sorted(p for p in SAMPLES.rglob("*.dcm") if "malformed" not in p.parts)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from qoima.dicom.json_model import dataset_to_json
 from tests.factories import make_instance
-from tests.servers import SAMPLES
+from tests.servers import well_formed_samples
 
 
 def _bulk_uri(element: object) -> str:
@@ -32,13 +32,7 @@ def _assert_same_json(data: bytes) -> None:
             want, sort_keys=True)
 
 
-def _sample_files() -> list[Path]:
-    if not SAMPLES.is_dir():
-        return []
-    return sorted(p for p in SAMPLES.rglob("*.dcm") if "malformed" not in p.parts)
-
-
-@pytest.mark.parametrize("path", _sample_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", well_formed_samples(), ids=lambda p: p.name)
 def test_every_sample_header_converts_as_pydicom_does(path: Path) -> None:
     _assert_same_json(path.read_bytes())
 

@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from qoima.app import configure_libraries
 from qoima.dicom.header import _INDEXED_TAGS, index_value, index_values
 from tests.factories import make_instance
-from tests.servers import SAMPLES
+from tests.servers import well_formed_samples
 
 
 def _assert_same_values(data: bytes) -> None:
@@ -26,13 +26,7 @@ def _assert_same_values(data: bytes) -> None:
         k: (type(v).__name__, v) for k, v in expected.items()}
 
 
-def _sample_files() -> list[Path]:
-    if not SAMPLES.is_dir():
-        return []
-    return sorted(p for p in SAMPLES.rglob("*.dcm") if "malformed" not in p.parts)
-
-
-@pytest.mark.parametrize("path", _sample_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", well_formed_samples(), ids=lambda p: p.name)
 def test_sample_index_values_match_pydicom(path: Path) -> None:
     _assert_same_values(path.read_bytes())
 

@@ -98,12 +98,31 @@ def index_value(element: Any) -> str | int | None:
 
 # Looked up by tag, not keyword: Dataset.get(keyword) costs a dictionary search per call.
 _INDEXED_TAGS = tuple((a.keyword, Tag(a.keyword)) for a in INDEXED_ATTRIBUTES)
-# pydicom's value conversions (pydicom.values), by VR: whole value right-stripped then split;
-# split then each value right-stripped, in the dataset's character set.
-_ASCII_SPLIT_VRS = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})
-_TEXT_SPLIT_VRS = frozenset({"LO", "SH"})
+# pydicom's text conversions (pydicom.values), by VR: the whole value right-stripped, then
+# split (AE values also left-stripped); or split in the dataset's character set, each value
+# right-stripped.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+_TEXT_VRS = frozenset({"LO", "SH", "UC"})
 _INTEGER = re.compile(r" *[+-]?[0-9]+ *")
 _NOT_CONVERTED = object()
+
+
+def raw_strings(raw: RawDataElement, encoding: str | None) -> list[str] | None:
+    """The string values pydicom reads from an undecoded element of one of those VRs (numbers
+    not yet converted); None where pydicom must convert it (another VR, a deferred value,
+    text in ISO 2022 code extensions or not decodable)."""
+    vr, data = raw.VR, raw.value
+    if data is None:
+        return None
+    try:
+        if vr in _ASCII_VRS:
+            parts = data.decode("iso8859").rstrip(" \x00").split("\\")
+            return [part.strip() for part in parts] if vr == "AE" else parts
+        if vr in _TEXT_VRS and encoding is not None:
+            return [part.rstrip("\x00 ") for part in data.decode(encoding).split("\\")]
+    except UnicodeDecodeError:
+        return None
+    return None
 
 
 def simple_encoding(ds: Dataset) -> str | None:
@@ -138,26 +157,20 @@ def index_values(ds: Dataset) -> dict[str, str | int | None]:
 
 
 def _raw_index_value(raw: RawDataElement, encoding: str | None) -> Any:
-    vr, data = raw.VR, raw.value
-    if data is None:  # deferred
-        return _NOT_CONVERTED
-    try:
-        if vr in _ASCII_SPLIT_VRS:
-            parts = data.decode("iso8859").rstrip(" \x00").split("\\")
-        elif vr in _TEXT_SPLIT_VRS and encoding is not None:
-            parts = [part.rstrip("\x00 ") for part in data.decode(encoding).split("\\")]
-        elif vr == "IS":
-            text = data.decode("iso8859").rstrip("\x00 ")
-            if not text.strip():
-                return None
-            return int(text) if "\\" not in text and _INTEGER.fullmatch(text) else _NOT_CONVERTED
-        elif vr == "US":
-            return struct.unpack("<H", data)[0] if len(data) == 2 else (
-                None if not data else _NOT_CONVERTED)
-        else:
+    if raw.VR == "US":
+        data = raw.value
+        if data is None or len(data) not in (0, 2):
             return _NOT_CONVERTED
-    except UnicodeDecodeError:
+        return struct.unpack("<H", data)[0] if data else None
+    parts = raw_strings(raw, encoding)
+    if parts is None or raw.VR == "DS":  # pydicom re-formats each decimal
         return _NOT_CONVERTED
+    if raw.VR == "IS":
+        if len(parts) > 1:
+            return _NOT_CONVERTED
+        if not parts[0].strip():
+            return None
+        return int(parts[0]) if _INTEGER.fullmatch(parts[0]) else _NOT_CONVERTED
     return index_value(parts[0]) if len(parts) == 1 else "\\".join(parts)
 
 

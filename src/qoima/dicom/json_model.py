@@ -13,7 +13,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 from qoima.dicom.attributes import BY_KEYWORD, COMPUTED_BY_KEYWORD
-from qoima.dicom.header import simple_encoding
+from qoima.dicom.header import raw_strings, simple_encoding
 
 BULK_DATA_THRESHOLD_BYTES = 1024
 _NUMBER_VRS = {"IS", "US", "UL", "SS", "SL", "UV", "SV", "FL", "FD", "DS"}
@@ -110,10 +110,8 @@ def dataset_to_json(ds: Dataset, bulk_data_uri: Callable[[DataElement], str] | N
     return _dataset_json(ds, bulk_data_uri, BULK_DATA_THRESHOLD_BYTES)
 
 
-# pydicom's value conversions, by VR (pydicom.values): whole value right-stripped then split,
-# split then each value right-stripped (character set applies), or never split.
-_ASCII_SPLIT_VRS = {"AS", "CS", "DA", "DT", "TM"}
-_TEXT_SPLIT_VRS = {"LO", "SH", "UC"}
+# Text pydicom never splits (pydicom.values.convert_single_string); the split kinds are read
+# by header.raw_strings.
 _TEXT_SINGLE_VRS = {"LT", "ST", "UT"}
 _BINARY_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d",
                    "UV": "Q", "SV": "q"}
@@ -159,10 +157,15 @@ def _raw_json(raw: RawDataElement, encoding: str | None,
                 return None
             numbers = list(struct.unpack(f"<{len(value) // size}{_BINARY_FORMATS[vr]}", value))
             return {"vr": vr, "Value": numbers} if numbers else {"vr": vr}
-        if vr in ("UI", "DS", "IS", "AE") or vr in _ASCII_SPLIT_VRS:
-            parts = value.decode("iso8859").rstrip(" \x00").split("\\")
-            if vr == "AE":
-                parts = [part.strip() for part in parts]
+        if vr == "PN":
+            if encoding is None:
+                return None
+            text = value.decode(encoding).rstrip("\0 ")
+            if "=" in text or "\\" in text:
+                return None
+            return {"vr": vr, "Value": [{"Alphabetic": text}]} if text else {"vr": vr}
+        parts = raw_strings(raw, encoding)
+        if parts is not None:
             if parts == [""]:
                 return {"vr": vr}
             if vr == "DS" or vr == "IS":
@@ -171,14 +174,6 @@ def _raw_json(raw: RawDataElement, encoding: str | None,
             return {"vr": vr, "Value": parts}
         if encoding is None:
             return None
-        if vr in _TEXT_SPLIT_VRS or vr == "PN":
-            parts = [part.rstrip("\0 ") for part in value.decode(encoding).split("\\")]
-            if vr == "PN":
-                text = value.decode(encoding).rstrip("\0 ")
-                if "=" in text or "\\" in text:
-                    return None
-                return {"vr": vr, "Value": [{"Alphabetic": text}]} if text else {"vr": vr}
-            return {"vr": vr, "Value": parts} if parts != [""] else {"vr": vr}
         if vr in _TEXT_SINGLE_VRS:
             text = value.decode(encoding).rstrip("\0 ")
             return {"vr": vr, "Value": [text]} if text else {"vr": vr}

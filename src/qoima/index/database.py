@@ -45,7 +45,7 @@ class Database:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._writer: Connection | None = None  # SQLite: the one write connection, kept open
-        self._lock_file = _write_lock_file(url) if self.is_sqlite else None
+        self._lock_file = _write_lock_file(self.engine.url.database) if self.is_sqlite else None
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction; one writer at a time on SQLite."""
@@ -99,12 +99,11 @@ class Database:
         self.engine.dispose()
 
 
-def _write_lock_file(url: str) -> int | None:
+def _write_lock_file(path: str | None) -> int | None:
     """A lock file beside an SQLite database file, for writers in other processes (``serve
     --workers``, the CLI). SQLite's own lock makes a writer that finds it taken sleep and
     retry (1, 2, 5, 10 ms ...); an flock wakes the next writer as soon as it is released.
     None for an in-memory database."""
-    path = url.split("///", 1)[1] if "///" in url else ""
     if not path or path.startswith(":memory:") or fcntl is None:
         return None
     return os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
