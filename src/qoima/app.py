@@ -5,11 +5,9 @@ pydicom's and pynetdicom's global switches are set here and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import functools
 import logging
 import multiprocessing
 import os
@@ -97,7 +95,17 @@ class Services:
                 logger.exception("error while stopping a service")
 
 
-def _start_dimse(archive: Archive, settings: Settings) -> Callable[[], None]:
+@dataclass
+class Listeners:
+    """The listening sockets of ``qoima serve``: bound by the first process and handed to its
+    worker processes (``workers`` above 1), which accept on them too."""
+
+    dimse: socket.socket | None = None
+    http: socket.socket | None = None
+
+
+def _start_dimse(archive: Archive, settings: Settings,
+                 listeners: Listeners) -> Callable[[], None]:
     from qoima.dimse.server import DimseOptions, start_server
 
     server = start_server(archive, DimseOptions(
@@ -105,7 +113,9 @@ def _start_dimse(archive: Archive, settings: Settings) -> Callable[[], None]:
         max_pdu_bytes=settings.max_pdu_bytes, dimse_timeout_s=settings.dimse_timeout_s,
         network_timeout_s=settings.network_timeout_s,
         max_associations=settings.max_associations, is_port_shared=settings.workers > 1),
-        is_access_enforced=settings.is_auth_enforced, ssl_context=dicom_tls_context(settings))
+        is_access_enforced=settings.is_auth_enforced, ssl_context=dicom_tls_context(settings),
+        listen_socket=listeners.dimse)
+    listeners.dimse = server.socket
     return server.shutdown
 
 
@@ -233,15 +243,16 @@ def _route_providers() -> list[Callable[[Archive, Settings], list[BaseRoute]]]:
     return providers
 
 
-def build_server_app(settings: Settings, *, is_worker: bool = False
+def build_server_app(settings: Settings, listeners: Listeners, *, is_worker: bool = False
                      ) -> tuple[Starlette, Services, Archive]:
     """Everything ``qoima serve`` runs, wired but not started. A worker process (``workers``
-    above 1) serves DIMSE and HTTP only; the sweeper and the AI service run once, in the first
-    process, which also starts and stops the workers."""
+    above 1) serves DIMSE and HTTP only, on the first process's listening sockets; the
+    sweeper and the AI service run once, in the first process, which also starts and stops
+    the workers."""
     configure_libraries()
     archive = build_archive(settings, upgrade=not is_worker)
     services = Services()
-    services.starters.append(lambda: _start_dimse(archive, settings))
+    services.starters.append(lambda: _start_dimse(archive, settings, listeners))
     if is_worker:
         app = build_asgi_app(archive, settings, services)
         return app, services, archive
@@ -249,15 +260,17 @@ def build_server_app(settings: Settings, *, is_worker: bool = False
     if settings.ai_enabled:
         services.starters.append(lambda: _start_ai(archive, settings))
     if settings.workers > 1:
-        services.starters.append(lambda: _start_workers(settings))
+        services.starters.append(lambda: _start_workers(settings, listeners))
     app = build_asgi_app(archive, settings, services)
     return app, services, archive
 
 
-def run_server(settings: Settings, *, is_worker: bool = False) -> None:
+def run_server(settings: Settings, listeners: Listeners | None = None, *,
+               is_worker: bool = False) -> None:
     import uvicorn
 
-    app, _services, _archive = build_server_app(settings, is_worker=is_worker)
+    listeners = listeners or Listeners()
+    app, _services, _archive = build_server_app(settings, listeners, is_worker=is_worker)
     if settings.is_auth_enforced and not is_worker:
         logger.info("authentication enforced: no patient data without a login, token or "
                     "allowed DIMSE peer")
@@ -266,38 +279,21 @@ def run_server(settings: Settings, *, is_worker: bool = False) -> None:
                             ssl_keyfile=settings.tls_keyfile or None,
                             log_level=settings.log_level.lower(), access_log=False,
                             timeout_graceful_shutdown=10, lifespan="on")
-    server_class = _shared_port_http_server() if settings.workers > 1 else uvicorn.Server
-    server_class(config).run()
+    if settings.workers > 1 and listeners.http is None:
+        listeners.http = config.bind_socket()  # before the lifespan starts the workers
+    uvicorn.Server(config).run(sockets=[listeners.http] if listeners.http else None)
 
 
 # Worker processes ---------------------------------------------------------------------------
-def _shared_port_http_server() -> type:
-    import uvicorn
-
-    class SharedPortHttpServer(uvicorn.Server):  # type: ignore[misc]
-        """uvicorn listening with SO_REUSEPORT, beside the other worker processes. (A socket
-        bound beforehand and passed in measured about 25% slower on STOW here; asyncio's own
-        ``create_server(reuse_port=True)`` is not.)"""
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            loop = asyncio.get_running_loop()
-            create_server = loop.create_server
-            loop.create_server = functools.partial(create_server,  # type: ignore[method-assign]
-                                                   reuse_port=True)
-            try:
-                await super().startup(sockets)
-            finally:
-                loop.create_server = create_server  # type: ignore[method-assign]
-
-    return SharedPortHttpServer
-
-
-def _start_workers(settings: Settings) -> Callable[[], None]:
-    """Start ``workers - 1`` more processes on the same ports; returns their stopper (SIGTERM,
-    then SIGKILL after 15 s). They die with this process (PR_SET_PDEATHSIG), so a crashed
-    server never leaves one holding the ports."""
+def _start_workers(settings: Settings, listeners: Listeners) -> Callable[[], None]:
+    """Start ``workers - 1`` more processes accepting on this one's listening sockets (a
+    process that is idle takes a new connection first; SO_REUSEPORT would leave it to a hash
+    of the peer's port, and four connections often landed 3-1 or 4-0 on two processes);
+    returns their stopper (SIGTERM, then SIGKILL after 15 s). They die with this process
+    (PR_SET_PDEATHSIG), so a crashed server never leaves one holding the ports."""
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_run_worker, args=(settings, os.getpid()),
+    processes = [context.Process(target=_run_worker,
+                                 args=(settings, os.getpid(), listeners),
                                  name=f"qoima-worker-{n}", daemon=False)
                  for n in range(1, settings.workers)]
     for process in processes:
@@ -318,12 +314,12 @@ def _start_workers(settings: Settings) -> Callable[[], None]:
     return stop
 
 
-def _run_worker(settings: Settings, parent_pid: int) -> None:
+def _run_worker(settings: Settings, parent_pid: int, listeners: Listeners) -> None:
     _die_with_parent(parent_pid)
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     # the first process has loaded the demo studies (--demo) before starting this one
     extra = {key: value for key, value in settings.extra.items() if key != "demo"}
-    run_server(replace(settings, extra=extra), is_worker=True)
+    run_server(replace(settings, extra=extra), listeners, is_worker=True)
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -28,7 +28,7 @@ class Settings:
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 60.0
     max_associations: int = 32
-    workers: int = 1  # processes serving DIMSE and HTTP on the same ports (SO_REUSEPORT)
+    workers: int = 1  # processes serving DIMSE and HTTP, accepting on one listening socket each
     duplicate_policy: str = "reject"  # "reject" | "overwrite" for same UID, different content
     max_instance_bytes: int = 4 * 1024**3
     max_image_pixels: int = 1 << 28  # Rows * Columns * Frames above this is refused as absurd

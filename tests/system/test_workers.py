@@ -8,11 +8,15 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
 
 from tests.factories import make_instance, to_bytes
 from tests.scu import echo, find
@@ -98,6 +102,36 @@ def test_two_workers_share_the_ports_and_the_archive(tmp_path: Path) -> None:
         workers = _worker_pids(server)
         assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
     assert _wait_until(lambda: not any(_is_alive(pid) for pid in workers))
+
+
+def test_associations_open_at_once_are_spread_evenly(tmp_path: Path) -> None:
+    """Four associations held open together land two on each process: a process already
+    serving one lets an idle one accept first (SO_REUSEPORT's hash often gave 3-1 or 4-0)."""
+    server = QoimaServer(tmp_path / "data", free_port(), free_port(),
+                         extra_args=["--workers", "2"], env={"QOIMA_AI_ENABLED": "false"})
+    server.start()
+    try:
+        assert _wait_until(lambda: _workers_ready(server, 2)), server.log()
+        for attempt in range(3):
+            ae = AE(ae_title="SPREAD")
+            ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+            associations = [ae.associate("127.0.0.1", server.dicom_port, ae_title="QOIMA")
+                            for _ in range(4)]
+            instances = [make_instance(study="spread", series=f"a{attempt}", number=n)
+                         for n in range(4)]
+            try:
+                assert all(a.is_established for a in associations)
+                for association, ds in zip(associations, instances, strict=True):
+                    assert association.send_c_store(ds).Status == 0
+            finally:
+                for association in associations:
+                    association.release()
+            pids = [line.split()[2] for line in server.log().splitlines()
+                    for ds in instances
+                    if f"stored instance {ds.SOPInstanceUID} " in line]
+            assert sorted(Counter(pids).values()) == [2, 2], (attempt, pids)
+    finally:
+        server.stop()
 
 
 def test_workers_die_with_a_killed_server_and_a_restart_takes_the_ports(tmp_path: Path

@@ -6,6 +6,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 
 from pydicom import uid
@@ -67,16 +68,41 @@ class DimseOptions:
     dimse_timeout_s: float
     network_timeout_s: float
     max_associations: int
-    is_port_shared: bool = False  # SO_REUSEPORT: other processes listen on the same port
+    is_port_shared: bool = False  # other ``qoima serve`` processes accept on the same socket
 
 
-class _SharedPortServer(ThreadedAssociationServer):  # type: ignore[misc]
-    """A listener on a port that other ``qoima serve`` worker processes listen on too; the
-    kernel spreads incoming associations over them."""
+class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
+    """A listening socket that other ``qoima serve`` worker processes accept on too (the first
+    process binds it and hands it to the workers). Each process tries to accept a waiting
+    connection; one already serving associations first waits 1 ms per association, so an
+    idle process takes it and associations spread evenly. (SO_REUSEPORT leaves the choice to
+    a hash of the peer's address and port: four associations often landed 3-1 or 4-0 on two
+    processes.)"""
+
+    listen_socket: socket.socket | None = None  # set by a subclass made in ``start_server``
 
     def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        if self.listen_socket is None:
+            super().server_bind()
+        else:
+            self.socket.close()
+            self.socket = self.listen_socket
+            self.server_address = self.socket.getsockname()
+        self.socket.settimeout(0.0)  # another process may have taken the connection first
+
+    def server_activate(self) -> None:
+        if self.listen_socket is None:
+            super().server_activate()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        busy = len(self.active_associations)
+        if busy:
+            time.sleep(min(busy, 10) / 1000)
+        client_socket, address = self.socket.accept()  # BlockingIOError: taken elsewhere
+        client_socket.setblocking(True)
+        if self.ssl_context:
+            client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True)
+        return client_socket, address
 
 
 def storage_sop_classes() -> list[str]:
@@ -104,9 +130,11 @@ def build_ae(options: DimseOptions) -> AE:
 
 
 def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced: bool = False,
-                 ssl_context: ssl.SSLContext | None = None) -> ThreadedAssociationServer:
+                 ssl_context: ssl.SSLContext | None = None,
+                 listen_socket: socket.socket | None = None) -> ThreadedAssociationServer:
     """Start listening in background threads; returns the server (call ``shutdown``).
-    ``is_access_enforced``: only allow-listed peers (issue 6); ``ssl_context``: DICOM TLS."""
+    ``is_access_enforced``: only allow-listed peers (issue 6); ``ssl_context``: DICOM TLS;
+    ``listen_socket``: the first process's listening socket, in a worker process."""
     ae = build_ae(options)
     bound = handlers.DimseHandlers(archive, ae_title=options.ae_title)
     events = [
@@ -118,10 +146,12 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
         (evt.EVT_C_MOVE, bound.handle_c_move),
     ]
     guarded = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
+    server_class: type = ThreadedAssociationServer
+    if options.is_port_shared:
+        server_class = type("SharedListenerServer", (_SharedListenerServer,),
+                            {"listen_socket": listen_socket})
     server = ae.make_server((options.host, options.port), evt_handlers=guarded,
-                            ssl_context=ssl_context,
-                            server_class=(_SharedPortServer if options.is_port_shared
-                                          else ThreadedAssociationServer))
+                            ssl_context=ssl_context, server_class=server_class)
     # what AE.start_server(block=False) does, with our choice of server class
     threading.Thread(target=make_target(server.serve_forever), name="dimse-acceptor",
                      daemon=True).start()
