@@ -50,6 +50,8 @@ def configure_libraries() -> None:
     pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
     pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     pynetdicom_config.CODECS = ("utf8", "iso8859_5", "latin_1")
+    # two INFO lines per C-GET/C-MOVE sub-operation; the handlers log each request instead
+    logging.getLogger("pynetdicom.service_class").setLevel(logging.WARNING)
 
 
 def build_archive(settings: Settings, *, upgrade: bool = True) -> Archive:

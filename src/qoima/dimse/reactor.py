@@ -13,14 +13,16 @@ negotiation only reads; each is now copied shallowly.
 
 C-GET and C-MOVE handlers must yield a decoded ``Dataset`` per sub-operation, which pynetdicom
 then encodes again. A ``StoredFile`` passes that check but holds only the file's path: when the
-peer accepted the stored transfer syntax, pynetdicom streams the dataset bytes from the file as
-they are (its chunked send); otherwise the file is decoded, decompressed if need be, and
-converted by pynetdicom as before.
+peer accepted the stored transfer syntax, the dataset bytes are sent from the file as they are
+(pynetdicom's chunked send, without its reading the file meta with pydicom first: the offset
+comes from the meta group length Qoima writes); otherwise the file is decoded, decompressed if
+need be, and converted by pynetdicom as before.
 
 pynetdicom sends each P-DATA-TF PDU of a message through its queues and state machine one by
 one; at the 16 KB a peer such as DCMTK accepts, a 512 KB CT slice is 33 of them. Outgoing
 DIMSE messages are now framed here into ready P-DATA-TF PDUs (the same bytes pynetdicom would
-make), handed to the DUL about 1 MB at a time and written with one socket call. Incoming PDUs
+make), read from a file and handed to the DUL about 1 MB at a time and written with one socket
+call. Incoming PDUs
 were read 4 KB per ``recv`` call (about 130 calls for a CT slice); they are now read straight
 into one buffer of the PDU's size.
 
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
+import itertools
 import logging
 import queue
 import select
@@ -39,7 +43,10 @@ import socket
 import ssl
 import struct
 import threading
-from typing import Any, cast
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import pydicom
 import pynetdicom
@@ -52,6 +59,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
@@ -300,14 +308,53 @@ def _send_c_store(original: Any) -> Any:
     def send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(dataset, StoredFile):
             try:
-                self._get_valid_context(dataset.SOPClassUID, dataset.qoima_transfer_syntax,
-                                        "scu", allow_conversion=False)
+                context = self._get_valid_context(dataset.SOPClassUID,
+                                                  dataset.qoima_transfer_syntax, "scu",
+                                                  allow_conversion=False)
             except ValueError:  # the peer takes another syntax: decode and let pynetdicom convert
                 dataset = dataset.decoded()
             else:
-                dataset = dataset.qoima_path
+                return _send_stored_file(self, dataset, context.context_id, *args, **kwargs)
         return original(self, dataset, *args, **kwargs)
     return send_c_store
+
+
+def _send_stored_file(self: Association, stored: StoredFile, context_id: int, msg_id: int,
+                      priority: int = 2, originator_aet: str | None = None,
+                      originator_id: int | None = None) -> Dataset:
+    """pynetdicom's ``send_c_store`` of a file path (its chunked send) for a stored file whose
+    UIDs and transfer syntax are known, without reading the file meta with pydicom first."""
+    if not self.is_established:
+        raise RuntimeError("The association with a peer SCP must be established before "
+                           "sending a C-STORE request")
+    req = C_STORE()
+    req.MessageID = msg_id
+    req.Priority = priority
+    req.MoveOriginatorApplicationEntityTitle = originator_aet
+    req.MoveOriginatorMessageID = originator_id
+    req.AffectedSOPClassUID = stored.SOPClassUID
+    req.AffectedSOPInstanceUID = stored.SOPInstanceUID
+    req._dataset_path = (Path(stored.qoima_path), _dataset_offset(stored.qoima_path))
+    self._reactor_checkpoint.clear()  # pause the reactor, as pynetdicom does
+    while not self._is_paused:
+        time.sleep(0.0001)
+    self.dimse.send_msg(req, context_id)
+    _, rsp = self.dimse.get_msg(block=True)
+    self._reactor_checkpoint.set()
+    if rsp is None:  # the DIMSE timeout expired: abort
+        self._handle_no_response()
+        return Dataset()
+    return cast(Dataset, self._check_received_status(rsp))
+
+
+def _dataset_offset(path: str) -> int:
+    """Where the dataset starts in a Part 10 file: after the preamble, "DICM" and the file
+    meta group, whose length (0002,0000) Qoima always writes; pydicom reads other files."""
+    with open(path, "rb") as fh:
+        head = fh.read(144)
+    if head[128:132] == b"DICM" and head[132:138] == b"\x02\x00\x00\x00UL":
+        return 144 + int.from_bytes(head[140:144], "little")
+    return int(split_dataset(Path(path))[1])
 
 
 _PDU_BATCH_BYTES = 1 << 20
@@ -344,17 +391,58 @@ def _dimse_send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int)
     dimse_msg.primitive_to_message(primitive)
     dimse_msg.context_id = context_id
     evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": dimse_msg})
-    pending: list[bytes] = []
-    pending_bytes = 0
-    for pdata in dimse_msg.encode_msg(context_id, self.maximum_pdu_size):
-        items = pdata.presentation_data_value_list
-        pending.append(frame_p_data_tf(items))
-        pending_bytes += sum(len(value) for _, value in items)
-        if pending_bytes >= _PDU_BATCH_BYTES:
-            self.dul.send_pdu(_EncodedPData(b"".join(pending)))
-            pending, pending_bytes = [], 0
-    if pending:
-        self.dul.send_pdu(_EncodedPData(b"".join(pending)))
+    command = encode(dimse_msg.command_set, True, True)  # always implicit VR little endian
+    fragments = _fragments(context_id, 0x01, io.BytesIO(command), len(command),
+                           self.maximum_pdu_size)
+    if dimse_msg.data_set is not None:
+        data = dimse_msg.data_set.getvalue()
+        if data:
+            fragments = itertools.chain(fragments, _fragments(
+                context_id, 0x00, io.BytesIO(data), len(data), self.maximum_pdu_size))
+        _send_batched(self.dul, fragments)
+    elif dimse_msg._data_set_path is not None:  # a file, read about 1 MB at a time
+        path, offset = dimse_msg._data_set_path
+        with open(path, "rb") as fh:
+            length = fh.seek(0, 2) - fh.seek(offset)
+            _send_batched(self.dul, itertools.chain(fragments, _fragments(
+                context_id, 0x00, fh, length, self.maximum_pdu_size)))
+    else:
+        _send_batched(self.dul, fragments)
+
+
+def _fragments(context_id: int, control: int, stream: BinaryIO, length: int,
+               max_pdu: int) -> Iterator[tuple[bytes, memoryview]]:
+    """``length`` bytes of ``stream`` as P-DATA-TF PDUs of one fragment each (PS3.8 E.2),
+    as (PDU and item header, fragment): fragments of ``max_pdu - 6`` bytes as pynetdicom cuts
+    them (0: one fragment), read about 1 MB at a time. ``control`` is the message control
+    header; the last fragment's also has bit 1 set."""
+    step = max_pdu - 6 if max_pdu else max(length, 1)
+    remaining = max(1, -(-length // step))
+    per_read = max(1, _PDU_BATCH_BYTES // step)
+    while remaining:
+        count = min(per_read, remaining)
+        block = memoryview(stream.read(count * step))
+        for index in range(count):
+            chunk = block[index * step:(index + 1) * step]
+            remaining -= 1
+            header = control | 0x02 if not remaining else control
+            yield struct.pack(">BBIIBB", 0x04, 0, 6 + len(chunk), 2 + len(chunk), context_id,
+                              header), chunk
+
+
+def _send_batched(dul: DULServiceProvider, fragments: Iterator[tuple[bytes, memoryview]]
+                  ) -> None:
+    """Queue framed PDUs to the DUL about 1 MB at a time."""
+    parts: list[bytes | memoryview] = []
+    pending = 0
+    for header, chunk in fragments:
+        parts += (header, chunk)
+        pending += len(chunk)
+        if pending >= _PDU_BATCH_BYTES:
+            dul.send_pdu(_EncodedPData(b"".join(parts)))
+            parts, pending = [], 0
+    if parts:
+        dul.send_pdu(_EncodedPData(b"".join(parts)))
 
 
 def frame_p_data_tf(items: list[tuple[int, bytes]]) -> bytes:
