@@ -5,6 +5,7 @@ pydicom's and pynetdicom's global switches are set here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -19,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pydicom.config
 from pynetdicom import _config as pynetdicom_config
@@ -281,9 +282,34 @@ def run_server(settings: Settings, listeners: Listeners | None = None, *,
                             ssl_keyfile=settings.tls_keyfile or None,
                             log_level=settings.log_level.lower(), access_log=False,
                             timeout_graceful_shutdown=10, lifespan="on")
-    if settings.workers > 1 and listeners.http is None:
+    if settings.workers == 1:
+        uvicorn.Server(config).run()
+        return
+    if listeners.http is None:
         listeners.http = config.bind_socket()  # before the lifespan starts the workers
-    uvicorn.Server(config).run(sockets=[listeners.http] if listeners.http else None)
+    _shared_listener_http_server()(config).run(sockets=[listeners.http])
+
+
+def _shared_listener_http_server() -> type:
+    import uvicorn
+
+    class SharedListenerHttpServer(uvicorn.Server):  # type: ignore[misc]
+        """uvicorn on a listening socket that other worker processes accept on too, taking
+        one connection per wake-up (asyncio takes up to the backlog at once, so one process
+        could take all the connections a client opens together)."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            loop: Any = asyncio.get_running_loop()
+            start_serving = loop._start_serving
+
+            def one_at_a_time(protocol_factory: Any, sock: Any, sslcontext: Any = None,
+                              server: Any = None, backlog: int = 100, *args: Any) -> Any:
+                return start_serving(protocol_factory, sock, sslcontext, server, 1, *args)
+
+            loop._start_serving = one_at_a_time
+            await super().startup(sockets)
+
+    return SharedListenerHttpServer
 
 
 # Worker processes ---------------------------------------------------------------------------

@@ -81,3 +81,23 @@ def test_edge_cases_convert_as_pydicom_does(syntax: str, charset: str, name: str
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     _assert_same_json(buffer.getvalue())
+
+
+def test_a_dataset_built_in_memory_converts_as_pydicom_does() -> None:
+    """What a STOW-RS answer is made of: decoded strings, UIDs, URLs and numbers, some empty."""
+    ds = Dataset()
+    ds.RetrieveURL = "http://127.0.0.1:8080/dicomweb/studies/1.2.3"
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.StationName = ""
+    ds.RetrieveAETitle = "QOIMA"
+    ds.Manufacturer = "Qoima ÄŞ"
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    item.FailureReason = 0
+    item.WarningReason = 0xB000
+    item.ImageType = ["ORIGINAL", "PRIMARY"]
+    item.SimpleFrameList = [1, 2]
+    ds.FailedSOPSequence = Sequence([item])
+    ds.AccessionNumber = None
+    assert dataset_to_json(ds) == ds.to_json_dict()

@@ -129,6 +129,8 @@ def _dataset_json(ds: Dataset, bulk_data_uri: Callable[[DataElement], str] | Non
             element = _raw_json(raw, encoding, bulk_data_uri, threshold)
         if element is None:
             full = ds[tag]
+            element = _plain_json(full)
+        if element is None:
             if full.VR == "SQ":
                 element = {"vr": "SQ", "Value": [_dataset_json(item, bulk_data_uri, threshold)
                                                  for item in full.value]}
@@ -136,6 +138,20 @@ def _dataset_json(ds: Dataset, bulk_data_uri: Callable[[DataElement], str] | Non
                 element = full.to_json_dict(bulk_data_uri, threshold)
         out[f"{tag:08X}"] = element
     return out
+
+
+def _plain_json(element: DataElement) -> dict[str, Any] | None:
+    """A decoded single string or number as DICOM JSON (what a STOW-RS answer is made of), as
+    pydicom writes it; None to leave it to pydicom."""
+    value = element.value
+    if element.VR in _PLAIN_TEXT_VRS and isinstance(value, str):
+        return {"vr": element.VR, "Value": [str(value)]} if value else {"vr": element.VR}
+    if element.VR in ("US", "UL") and type(value) is int:
+        return {"vr": element.VR, "Value": [value]}
+    return None
+
+
+_PLAIN_TEXT_VRS = {"AE", "CS", "LO", "SH", "UI", "UR"}
 
 
 def _raw_json(raw: RawDataElement, encoding: str | None,
