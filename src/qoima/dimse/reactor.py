@@ -24,7 +24,8 @@ DIMSE messages are now framed here into ready P-DATA-TF PDUs (the same bytes pyn
 make), read from a file and handed to the DUL about 1 MB at a time and written with one socket
 call. Incoming PDUs
 were read 4 KB per ``recv`` call (about 130 calls for a CT slice); they are now read straight
-into one buffer of the PDU's size.
+into one buffer of the PDU's size, and a received P-DATA-TF PDU is split into its items in
+place rather than copied into PDU and item objects.
 
 The replaced functions are pynetdicom's own (MIT licence), changed only as described; they are
 installed only on the 3.0 series, which pyproject pins.
@@ -501,6 +502,40 @@ def _socket_recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
     return buffer
 
 
+class _ReceivedPData:
+    """A received P-DATA-TF PDU, as the FSM's action DT-2 uses it: its presentation data value
+    items, as views into the received bytes."""
+
+    def __init__(self, items: list[tuple[int, memoryview]]) -> None:
+        self.items = items
+
+    def to_primitive(self) -> P_DATA:
+        primitive = P_DATA()
+        primitive._presentation_data_value_list = self.items  # the setter wants bytes
+        return primitive
+
+
+def _decode_pdu(original: Any) -> Any:
+    def decode_pdu(self: DULServiceProvider, bytestream: bytearray) -> tuple[Any, str]:
+        """pynetdicom's ``_decode_pdu``; a P-DATA-TF PDU (PS3.8 9.3.5) is split into its items
+        in place, where pynetdicom copied its bytes three times into PDU and item objects
+        (unless a handler wants those objects)."""
+        if (bytestream[0] != 0x04 or self.assoc.get_handlers(evt.EVT_PDU_RECV)
+                or self.assoc.get_handlers(evt.EVT_DATA_RECV)):
+            return original(self, bytestream)
+        view = memoryview(bytestream)
+        items = []
+        offset = 6
+        while offset < len(view):
+            (length,) = struct.unpack_from(">I", view, offset)
+            if length < 2 or offset + 4 + length > len(view):
+                raise ValueError("invalid presentation data value item length")
+            items.append((view[offset + 4], view[offset + 5:offset + 4 + length]))
+            offset += 4 + length
+        return _ReceivedPData(items), "Evt10"
+    return decode_pdu
+
+
 def install() -> bool:
     """Swap in the event-driven loops (once per process). False where pynetdicom is not 3.0."""
     global _installed
@@ -521,5 +556,6 @@ def install() -> bool:
     pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True  # a path is sent from the file, unread
     DIMSEServiceProvider.send_msg = _dimse_send_msg  # type: ignore[method-assign]
     pynetdicom.fsm.P_DATA_TF = _p_data_tf  # type: ignore[attr-defined]
+    DULServiceProvider._decode_pdu = _decode_pdu(DULServiceProvider._decode_pdu)  # type: ignore[method-assign]
     _installed = True
     return True
