@@ -22,10 +22,9 @@ pynetdicom sends each P-DATA-TF PDU of a message through its queues and state ma
 one; at the 16 KB a peer such as DCMTK accepts, a 512 KB CT slice is 33 of them. Outgoing
 DIMSE messages are now framed here into ready P-DATA-TF PDUs (the same bytes pynetdicom would
 make), read from a file and handed to the DUL about 1 MB at a time and written with one socket
-call. Incoming PDUs
-were read 4 KB per ``recv`` call (about 130 calls for a CT slice); they are now read straight
-into one buffer of the PDU's size, and a received P-DATA-TF PDU is split into its items in
-place rather than copied into PDU and item objects.
+call. Incoming PDUs were read 4 KB per ``recv`` call (about 130 calls for a CT slice); they are
+now read straight into one buffer of the PDU's size, and a received P-DATA-TF PDU is split into
+its items in place rather than copied into PDU and item objects.
 
 The replaced functions are pynetdicom's own (MIT licence), changed only as described; they are
 installed only on the 3.0 series, which pyproject pins.
