@@ -286,8 +286,21 @@ def run_server(settings: Settings, listeners: Listeners | None = None, *,
         uvicorn.Server(config).run()
         return
     if listeners.http is None:
-        listeners.http = config.bind_socket()  # before the lifespan starts the workers
+        listeners.http = _bind_http(settings)  # before the lifespan starts the workers
     _shared_listener_http_server()(config).run(sockets=[listeners.http])
+
+
+def _bind_http(settings: Settings) -> socket.socket:
+    """The HTTP listening socket for the first process to share. Its protocol is given, not
+    left 0 (as uvicorn's ``bind_socket`` leaves it): asyncio turns Nagle's algorithm off
+    only on connections accepted from a socket whose protocol reads as TCP, and without
+    that, small responses wait for the peer's delayed ACK (about 40 ms per QIDO query)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.http_port))
+    sock.set_inheritable(True)
+    return sock
 
 
 def _shared_listener_http_server() -> type:
