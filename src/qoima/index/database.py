@@ -172,5 +172,11 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     def _on_begin(conn: Connection) -> None:
         # BEGIN IMMEDIATE takes the write lock up front, so a writer never fails half-way
         # on SQLITE_BUSY when upgrading a read lock.
-        immediate = conn.get_execution_options().get("sqlite_immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Sent on the DBAPI connection: SQLAlchemy's execution machinery cost more than the
+        # BEGIN itself on every stored instance.
+        sql = "BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN"
+        dbapi = conn.dialect.loaded_dbapi
+        try:
+            conn.connection.dbapi_connection.execute(sql)
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(sql, (), exc, dbapi.Error) from exc
