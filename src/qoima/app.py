@@ -272,6 +272,7 @@ def run_server(settings: Settings, listeners: Listeners | None = None, *,
                is_worker: bool = False) -> None:
     import uvicorn
 
+    _return_large_buffers()
     listeners = listeners or Listeners()
     app, _services, _archive = build_server_app(settings, listeners, is_worker=is_worker)
     if settings.is_auth_enforced and not is_worker:
@@ -361,6 +362,18 @@ def _run_worker(settings: Settings, parent_pid: int, listeners: Listeners) -> No
     # the first process has loaded the demo studies (--demo) before starting this one
     extra = {key: value for key, value in settings.extra.items() if key != "demo"}
     run_server(replace(settings, extra=extra), listeners, is_worker=True)
+
+
+def _return_large_buffers() -> None:
+    """Memory of 4 MB and more comes from mmap and goes back to the system when freed. glibc
+    raises that threshold to the size of each large block freed (up to 32 MB), after which
+    an instance's buffers (several copies of a 14 MB mammogram) stay in the heap: peak RSS
+    after storing the benchmark's radiographs and mammograms 4 at a time fell from about 570
+    to 440 MB over two processes. CT slices (about 0.5 MB) and the 1 MB batches of outgoing
+    data are unaffected."""
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD; a set value also stops the raising
 
 
 def _die_with_parent(parent_pid: int) -> None:
