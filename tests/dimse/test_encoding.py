@@ -7,46 +7,79 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pynetdicom.dimse_messages import C_STORE_RQ, C_STORE_RSP
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_messages import (
+    C_ECHO_RSP,
+    C_FIND_RSP,
+    C_GET_RSP,
+    C_MOVE_RSP,
+    C_STORE_RQ,
+    C_STORE_RSP,
+)
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.pdu import P_DATA_TF
 
-from qoima.dimse.reactor import _dataset_offset, _fragments, c_store_rsp_command, frame_p_data_tf
+from qoima.dimse.reactor import _dataset_offset, _fragments, command_set
 from tests.factories import make_instance, to_bytes
 
 
-def _response(uid: str, status: int, message_id: int) -> C_STORE:
-    primitive = C_STORE()
-    primitive.MessageIDBeingRespondedTo = message_id
-    primitive.Status = status
-    primitive.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    primitive.AffectedSOPInstanceUID = uid
+def _primitive(cls: type, **values: object) -> object:
+    primitive = cls()
+    for keyword, value in values.items():
+        setattr(primitive, keyword, value)
     return primitive
 
 
-@pytest.mark.parametrize(("uid", "status", "message_id"), [
-    ("1.2.3.4.5", 0x0000, 7),  # odd length: padded with a NUL
-    ("1.2.840.10008.5.1.4.1.1.2.1", 0xB000, 65535),
-    ("1.2.826.0.1.3680043.8.498.36673580006242590141593211010267109865", 0xA700, 1),
+CT = "1.2.840.10008.5.1.4.1.1.2"
+LONG_UID = "1.2.826.0.1.3680043.8.498.36673580006242590141593211010267109865"
+
+
+@pytest.mark.parametrize(("message_class", "primitive"), [
+    (C_STORE_RSP, _primitive(C_STORE, MessageIDBeingRespondedTo=7, Status=0x0000,
+                             AffectedSOPClassUID=CT, AffectedSOPInstanceUID="1.2.3.4.5")),
+    (C_STORE_RSP, _primitive(C_STORE, MessageIDBeingRespondedTo=65535, Status=0xB000,
+                             AffectedSOPClassUID=CT + ".1", AffectedSOPInstanceUID=LONG_UID)),
+    (C_STORE_RQ, _primitive(C_STORE, MessageID=3, Priority=2, AffectedSOPClassUID=CT,
+                            AffectedSOPInstanceUID="1.2.3", DataSet=io.BytesIO(b"\0\0"))),
+    (C_STORE_RQ, _primitive(C_STORE, MessageID=4, Priority=0, AffectedSOPClassUID=CT,
+                            AffectedSOPInstanceUID="1.2.34", DataSet=io.BytesIO(b"\0\0"),
+                            MoveOriginatorApplicationEntityTitle="MOVESCU",
+                            MoveOriginatorMessageID=9)),
+    (C_STORE_RQ, _primitive(C_STORE, MessageID=5, Priority=2, AffectedSOPClassUID=CT,
+                            AffectedSOPInstanceUID="1.2.3", _dataset_path=(Path("f"), 132))),
+    (C_GET_RSP, _primitive(C_GET, MessageIDBeingRespondedTo=1, Status=0xFF00,
+                           NumberOfRemainingSuboperations=119,
+                           NumberOfCompletedSuboperations=1, NumberOfFailedSuboperations=0,
+                           NumberOfWarningSuboperations=0)),
+    (C_GET_RSP, _primitive(C_GET, MessageIDBeingRespondedTo=1, Status=0x0000,
+                           AffectedSOPClassUID="1.2.840.10008.5.1.4.1.2.2.3",
+                           NumberOfCompletedSuboperations=120, NumberOfFailedSuboperations=0,
+                           NumberOfWarningSuboperations=0)),
+    (C_MOVE_RSP, _primitive(C_MOVE, MessageIDBeingRespondedTo=2, Status=0xFF00,
+                            NumberOfRemainingSuboperations=3,
+                            NumberOfCompletedSuboperations=0, NumberOfFailedSuboperations=0,
+                            NumberOfWarningSuboperations=0)),
+    (C_FIND_RSP, _primitive(C_FIND, MessageIDBeingRespondedTo=5, Status=0xFF00,
+                            AffectedSOPClassUID="1.2.840.10008.5.1.4.1.2.2.1",
+                            Identifier=io.BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "))),
+    (C_FIND_RSP, _primitive(C_FIND, MessageIDBeingRespondedTo=5, Status=0x0000,
+                            AffectedSOPClassUID="1.2.840.10008.5.1.4.1.2.2.1")),
+    (C_ECHO_RSP, _primitive(C_ECHO, MessageIDBeingRespondedTo=1, Status=0x0000,
+                            AffectedSOPClassUID="1.2.840.10008.1.1")),
 ])
-def test_c_store_response_is_encoded_as_pynetdicom_does(uid: str, status: int,
-                                                        message_id: int) -> None:
-    primitive = _response(uid, status, message_id)
-    message = C_STORE_RSP()
+def test_command_sets_are_encoded_as_pynetdicom_does(message_class: type,
+                                                     primitive: object) -> None:
+    message = message_class()
     message.primitive_to_message(primitive)
-    [pdata] = list(message.encode_msg(5, 16384))
-    command = c_store_rsp_command(primitive)
-    assert command is not None
-    assert [(5, b"\x03" + command)] == pdata.presentation_data_value_list
-    # and the PDU framing matches pynetdicom's P-DATA-TF encoding
-    assert frame_p_data_tf(pdata.presentation_data_value_list) == P_DATA_TF(pdata).encode()
+    assert command_set(message_class.__name__, primitive) == encode(
+        message.command_set, True, True)
 
 
-def test_c_store_response_with_an_error_comment_is_left_to_pynetdicom() -> None:
-    primitive = _response("1.2.3", 0xC000, 3)
-    primitive.ErrorComment = "cannot understand"
-    assert c_store_rsp_command(primitive) is None
+def test_command_sets_with_an_error_comment_are_left_to_pydicom() -> None:
+    primitive = _primitive(C_STORE, MessageIDBeingRespondedTo=3, Status=0xC000,
+                           AffectedSOPClassUID=CT, AffectedSOPInstanceUID="1.2.3",
+                           ErrorComment="cannot understand")
+    assert command_set("C_STORE_RSP", primitive) is None
 
 
 def _store_request(data: bytes | None = None) -> C_STORE:

@@ -52,12 +52,14 @@ import pydicom
 import pynetdicom
 import pynetdicom.fsm
 import pynetdicom.transport
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
+from pynetdicom.dimse_messages import _COMMAND_SET_KEYWORDS, _DATASET_KEYWORDS, _MESSAGE_TYPES
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.dul import DULServiceProvider
@@ -377,37 +379,87 @@ def _p_data_tf(primitive: P_DATA) -> Any:
 
 
 def _dimse_send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> None:
-    """pynetdicom's ``DIMSEServiceProvider.send_msg``, queuing framed PDUs in 1 MB batches. A
-    plain C-STORE response (the answer to every stored instance) is encoded directly."""
-    if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
-        command = c_store_rsp_command(primitive)
-        if command is not None:
-            self.dul.send_pdu(_EncodedPData(frame_p_data_tf([(context_id, b"\x03" + command)])))
-            return
-    if primitive.MessageIDBeingRespondedTo is None:
-        dimse_msg = _RQ_TO_MESSAGE[primitive.__class__]()
-    else:
-        dimse_msg = _RSP_TO_MESSAGE[primitive.__class__]()
-    dimse_msg.primitive_to_message(primitive)
-    dimse_msg.context_id = context_id
-    evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": dimse_msg})
-    command = encode(dimse_msg.command_set, True, True)  # always implicit VR little endian
+    """pynetdicom's ``DIMSEServiceProvider.send_msg``, queuing framed PDUs in 1 MB batches.
+    The command set is encoded here (``command_set``) unless it holds values only pydicom
+    encodes or a handler wants the message object."""
+    message_class = (_RQ_TO_MESSAGE if primitive.MessageIDBeingRespondedTo is None
+                     else _RSP_TO_MESSAGE)[primitive.__class__]
+    command = None
+    if not self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
+        command = command_set(message_class.__name__, primitive)
+        data_keyword = _DATASET_KEYWORDS.get(message_class.__name__)
+        data_set = getattr(primitive, data_keyword) if data_keyword else None
+        path = getattr(primitive, "_dataset_path", None)
+    if command is None:
+        dimse_msg = message_class()
+        dimse_msg.primitive_to_message(primitive)
+        dimse_msg.context_id = context_id
+        evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": dimse_msg})
+        command = encode(dimse_msg.command_set, True, True)  # always implicit VR LE
+        data_set, path = dimse_msg.data_set, dimse_msg._data_set_path
     fragments = _fragments(context_id, 0x01, io.BytesIO(command), len(command),
                            self.maximum_pdu_size)
-    if dimse_msg.data_set is not None:
-        data = dimse_msg.data_set.getvalue()
+    if data_set is not None:
+        data = data_set.getvalue()
         if data:
             fragments = itertools.chain(fragments, _fragments(
                 context_id, 0x00, io.BytesIO(data), len(data), self.maximum_pdu_size))
         _send_batched(self.dul, fragments)
-    elif dimse_msg._data_set_path is not None:  # a file, read about 1 MB at a time
-        path, offset = dimse_msg._data_set_path
-        with open(path, "rb") as fh:
+    elif path is not None:  # a file, read about 1 MB at a time
+        file_path, offset = path
+        with open(file_path, "rb") as fh:
             length = fh.seek(0, 2) - fh.seek(offset)
             _send_batched(self.dul, itertools.chain(fragments, _fragments(
                 context_id, 0x00, fh, length, self.maximum_pdu_size)))
     else:
         _send_batched(self.dul, fragments)
+
+
+def _command_layout(message_name: str) -> tuple[tuple[int, str, str], ...]:
+    """(element, keyword, VR) of a message's command set in tag order, without the group
+    length."""
+    keywords = _COMMAND_SET_KEYWORDS[message_name.replace("_", "-")]
+    tags = sorted(tag_for_keyword(k) for k in keywords if k != "CommandGroupLength")
+    return tuple((tag & 0xFFFF, keyword_for_tag(tag), dictionary_VR(tag)) for tag in tags)
+
+
+# message class name (C_STORE_RSP, ...) -> Command Field value
+_COMMAND_FIELDS = {cls.__name__: field for field, (_name, cls) in _MESSAGE_TYPES.items()}
+_COMMAND_LAYOUTS = {name: _command_layout(name) for name in _COMMAND_FIELDS}
+
+
+def command_set(message_name: str, primitive: Any) -> bytes | None:
+    """The command set (PS3.7 E.1, implicit VR little endian) that pynetdicom encodes for
+    ``primitive`` as a ``message_name`` message (``C_STORE_RSP``, ...), byte for byte; None
+    when a value is not a plain number, UID or AE title (an error comment, a list of
+    attributes: pydicom encodes those)."""
+    data_keyword = _DATASET_KEYWORDS.get(message_name)
+    has_data_set = (bool(data_keyword and getattr(primitive, data_keyword))
+                    or bool(getattr(primitive, "_dataset_path", None)))
+    parts = []
+    for element, keyword, vr in _COMMAND_LAYOUTS[message_name]:
+        if keyword == "CommandField":
+            value: Any = _COMMAND_FIELDS[message_name]
+        elif keyword == "CommandDataSetType":
+            value = 0x0001 if has_data_set else 0x0101
+        elif not hasattr(primitive, keyword):
+            parts.append(struct.pack("<HHI", 0x0000, element, 0))
+            continue
+        else:
+            value = getattr(primitive, keyword)
+            if value is None:
+                continue
+        if vr == "US" and type(value) is int:
+            parts.append(struct.pack("<HHIH", 0x0000, element, 2, value))
+        elif vr in ("UI", "AE") and isinstance(value, str) and value.isascii():
+            raw = value.encode("ascii")
+            if len(raw) % 2:
+                raw += b"\0" if vr == "UI" else b" "
+            parts.append(struct.pack("<HHI", 0x0000, element, len(raw)) + raw)
+        else:
+            return None
+    body = b"".join(parts)
+    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
 
 
 def _fragments(context_id: int, control: int, stream: BinaryIO, length: int,
@@ -443,45 +495,6 @@ def _send_batched(dul: DULServiceProvider, fragments: Iterator[tuple[bytes, memo
             parts, pending = [], 0
     if parts:
         dul.send_pdu(_EncodedPData(b"".join(parts)))
-
-
-def frame_p_data_tf(items: list[tuple[int, bytes]]) -> bytes:
-    """One P-DATA-TF PDU (PS3.8 9.3.5): type 04H, reserved, length; each presentation data
-    value item: length, context ID, value (message control header and fragment)."""
-    parts = [struct.pack(">BBI", 0x04, 0, sum(5 + len(value) for _, value in items))]
-    for context_id, value in items:
-        parts.append(struct.pack(">IB", 1 + len(value), context_id))
-        parts.append(value)
-    return b"".join(parts)
-
-
-def _ui_element(element: int, uid: str) -> bytes:
-    value = uid.encode("ascii")
-    if len(value) % 2:
-        value += b"\0"
-    return struct.pack("<HHI", 0x0000, element, len(value)) + value
-
-
-def _us_element(element: int, value: int) -> bytes:
-    return struct.pack("<HHIH", 0x0000, element, 2, value)
-
-
-def c_store_rsp_command(primitive: C_STORE) -> bytes | None:
-    """The command set of a C-STORE response (PS3.7 9.3.1.2, implicit VR little endian) as
-    pynetdicom encodes it; None when it carries more than the status (error comment, ...)."""
-    if (primitive.ErrorComment or primitive.OffendingElement
-            or primitive.AffectedSOPClassUID is None or primitive.AffectedSOPInstanceUID is None
-            or not isinstance(primitive.Status, int)):
-        return None
-    body = b"".join((
-        _ui_element(0x0002, primitive.AffectedSOPClassUID),
-        _us_element(0x0100, 0x8001),  # Command Field: C-STORE-RSP
-        _us_element(0x0120, primitive.MessageIDBeingRespondedTo),
-        _us_element(0x0800, 0x0101),  # Command Data Set Type: no data set
-        _us_element(0x0900, primitive.Status),
-        _ui_element(0x1000, primitive.AffectedSOPInstanceUID),
-    ))
-    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
 
 
 def _socket_recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
