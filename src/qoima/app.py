@@ -12,9 +12,11 @@ import ctypes.util
 import logging
 import multiprocessing
 import os
+import platform
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -362,6 +364,25 @@ def _run_worker(settings: Settings, parent_pid: int, listeners: Listeners) -> No
     # the first process has loaded the demo studies (--demo) before starting this one
     extra = {key: value for key, value in settings.extra.items() if key != "demo"}
     run_server(replace(settings, extra=extra), listeners, is_worker=True)
+
+
+_HUGE_PAGE_MALLOC = "glibc.malloc.hugetlb=1"
+
+
+def with_huge_page_malloc() -> None:
+    """Restart ``qoima serve`` once (``exec``: same process, same PID) with glibc's malloc
+    asking for transparent huge pages, a tunable glibc reads only at process start. Large
+    buffers come from mmap (``_return_large_buffers``) and a 10 MB one then faults in about
+    5 pages instead of 2,500: storing radiographs and mammograms 4 at a time was about 25%
+    slower without it (36-40 -> 27-29 CXR instances/s) and is back at that speed with it."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or not sys.executable:
+        return
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" in tunables:
+        return
+    os.environ["GLIBC_TUNABLES"] = (f"{tunables}:{_HUGE_PAGE_MALLOC}" if tunables
+                                    else _HUGE_PAGE_MALLOC)
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def _return_large_buffers() -> None:

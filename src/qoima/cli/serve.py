@@ -24,7 +24,9 @@ from qoima.cli.main import data_dir_option, settings_from, setup_logging
               help="Load a few demo studies (synthetic patients, CC BY images) at startup.")
 def serve(**options: Any) -> None:
     """Run the archive: DICOM network, DICOMweb and web UI in one process."""
-    from qoima.app import run_server
+    from qoima.app import run_server, with_huge_page_malloc
+
+    with_huge_page_malloc()
 
     is_demo = options.pop("demo")
     settings = settings_from(options)
