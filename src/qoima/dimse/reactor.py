@@ -399,19 +399,17 @@ def _dimse_send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int)
         data_set, path = dimse_msg.data_set, dimse_msg._data_set_path
     fragments = _fragments(context_id, 0x01, io.BytesIO(command), len(command),
                            self.maximum_pdu_size)
-    if data_set is not None:
-        data = data_set.getvalue()
-        if data:
+    with contextlib.ExitStack() as files:
+        if data_set is not None:
+            data = data_set.getvalue()
+            if data:
+                fragments = itertools.chain(fragments, _fragments(
+                    context_id, 0x00, io.BytesIO(data), len(data), self.maximum_pdu_size))
+        elif path is not None:  # a file, read about 1 MB at a time
+            fh = files.enter_context(open(path[0], "rb"))
+            length = fh.seek(0, 2) - fh.seek(path[1])
             fragments = itertools.chain(fragments, _fragments(
-                context_id, 0x00, io.BytesIO(data), len(data), self.maximum_pdu_size))
-        _send_batched(self.dul, fragments)
-    elif path is not None:  # a file, read about 1 MB at a time
-        file_path, offset = path
-        with open(file_path, "rb") as fh:
-            length = fh.seek(0, 2) - fh.seek(offset)
-            _send_batched(self.dul, itertools.chain(fragments, _fragments(
-                context_id, 0x00, fh, length, self.maximum_pdu_size)))
-    else:
+                context_id, 0x00, fh, length, self.maximum_pdu_size))
         _send_batched(self.dul, fragments)
 
 

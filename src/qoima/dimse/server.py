@@ -98,11 +98,7 @@ class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
         busy = len(self.active_associations)
         if busy:
             time.sleep(min(busy, 10) / 1000)
-        client_socket, address = self.socket.accept()  # BlockingIOError: taken elsewhere
-        client_socket.setblocking(True)
-        if self.ssl_context:
-            client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True)
-        return client_socket, address
+        return super().get_request()  # BlockingIOError when another process took it
 
 
 def storage_sop_classes() -> list[str]:

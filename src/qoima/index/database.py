@@ -146,6 +146,11 @@ def raw_execute(conn: Connection, statement: Any, params: dict[str, Any]) -> Any
     if own:
         params = {**own, **params}
     args: Any = [params[name] for name in order] if order is not None else params
+    return _dbapi_execute(conn, sql, args)
+
+
+def _dbapi_execute(conn: Connection, sql: str, args: Any) -> Any:
+    """``sql`` on a DBAPI cursor of ``conn``'s connection; DBAPI errors as SQLAlchemy's."""
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, args)
@@ -174,9 +179,5 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         # on SQLITE_BUSY when upgrading a read lock.
         # Sent on the DBAPI connection: SQLAlchemy's execution machinery cost more than the
         # BEGIN itself on every stored instance.
-        sql = "BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN"
-        dbapi = conn.dialect.loaded_dbapi
-        try:
-            conn.connection.dbapi_connection.execute(sql)
-        except dbapi.Error as exc:
-            raise DBAPIError.instance(sql, (), exc, dbapi.Error) from exc
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        _dbapi_execute(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ()).close()
