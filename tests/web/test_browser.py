@@ -63,7 +63,7 @@ def test_worklist_shows_unreported_studies_ai_first(page: Any, demo_server: Qoim
 def test_viewer_renders_image_and_window_level_changes_it(page: Any,
                                                           demo_server: QoimaServer) -> None:
     _open_first_study(page, demo_server, "Reader One")
-    before = _canvas_pixels(page)
+    before = _settled_canvas_pixels(page)  # the layout may still be settling (report panel)
     grey = before.mean(axis=2)
     assert grey.std() > 20, "the viewer canvas is (nearly) uniform: nothing rendered"
     assert (grey > 128).mean() > 0.05
@@ -73,7 +73,8 @@ def test_viewer_renders_image_and_window_level_changes_it(page: Any,
     page.mouse.down()
     page.mouse.move(box["x"] + 320, box["y"] + 260, steps=5)
     page.mouse.up()
-    after = _canvas_pixels(page)
+    after = _settled_canvas_pixels(page)
+    assert after.shape == before.shape, "the viewer changed size during the drag"
     assert np.abs(after - before).mean() > 3, "window/level drag did not change the image"
     screenshot(page, "viewer.png")
 
