@@ -167,6 +167,45 @@ def test_rendered_png_and_jpeg(loaded: LoadedServer) -> None:
     assert frame.shape == (512, 512)
 
 
+def test_rendered_series_study_and_frame_lists_are_multipart(loaded: LoadedServer) -> None:
+    first = pydicom.dcmread(sample("mr_series_adc/000000.dcm"), stop_before_pixels=True)
+    series_url = (f"{loaded.url}/studies/{first.StudyInstanceUID}/series/"
+                  f"{first.SeriesInstanceUID}")
+    by_number = sorted((pydicom.dcmread(path, stop_before_pixels=True)
+                        for path in sample("mr_series_adc").glob("*.dcm")),
+                       key=lambda ds: int(ds.InstanceNumber))
+    accept = {"Accept": 'multipart/related; type="image/png"'}
+    for url in (f"{series_url}/rendered", f"{loaded.url}/studies/{first.StudyInstanceUID}"
+                                          "/rendered"):
+        response = httpx.get(url, headers=accept, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("multipart/related")
+        parts = split_multipart(response)
+        assert len(parts) == len(by_number)
+        for (headers, body), ds in zip(parts, by_number, strict=True):
+            assert headers["Content-Type"] == "image/png"
+            alone = httpx.get(f"{series_url}/instances/{ds.SOPInstanceUID}/rendered",
+                              headers={"Accept": "image/png"})
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))),
+                                  _image(alone, "image/png")), "not in instance number order"
+    jpeg_parts = split_multipart(httpx.get(f"{series_url}/rendered", timeout=60))
+    assert {h["Content-Type"] for h, _ in jpeg_parts} == {"image/jpeg"}
+    assert httpx.get(f"{series_url}/rendered", headers={"Accept": "image/gif"}
+                     ).status_code == 406
+    frames = httpx.get(_url(loaded, "ct/eCT_Supplemental.dcm", "/frames/2,1/rendered"),
+                       headers=accept)
+    assert frames.status_code == 200, frames.text
+    rendered = [np.asarray(Image.open(io.BytesIO(body))) for _, body in split_multipart(frames)]
+    for number, image in zip((2, 1), rendered, strict=True):
+        alone = httpx.get(_url(loaded, "ct/eCT_Supplemental.dcm", f"/frames/{number}/rendered"),
+                          headers={"Accept": "image/png"})
+        assert np.array_equal(image, _image(alone, "image/png"))
+    assert not np.array_equal(rendered[0], rendered[1])
+    report = pydicom.dcmread(sample("other/test-SR.dcm"), stop_before_pixels=True)
+    assert httpx.get(f"{loaded.url}/studies/{report.StudyInstanceUID}/series/"
+                     f"{report.SeriesInstanceUID}/rendered").status_code == 406
+
+
 def test_monochrome1_is_inverted(server: QoimaServer) -> None:
     monochrome1 = variant("cr_dx/dx_image.dcm")
     assert monochrome1.PhotometricInterpretation == "MONOCHROME1"

@@ -80,6 +80,8 @@ def routes(archive: Archive, settings: DicomwebSettings) -> list[BaseRoute]:
         (_INSTANCE + "/metadata", metadata, ["GET"]),
         (_FRAMES, frames, ["GET"]),
         (_INSTANCE + "/bulkdata/{tag}", bulkdata, ["GET"]),
+        (_STUDY + "/rendered", rendered, ["GET"]),
+        (_SERIES + "/rendered", rendered, ["GET"]),
         (_INSTANCE + "/rendered", rendered, ["GET"]),
         (_FRAMES + "/rendered", rendered, ["GET"]),
         (_STUDY + "/thumbnail", thumbnail, ["GET"]),

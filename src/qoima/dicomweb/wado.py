@@ -31,6 +31,7 @@ from qoima.dicom.attributes import Level
 from qoima.dicom.json_model import dataset_to_json
 from qoima.dicom.query import Condition, Query
 from qoima.dicom.rendering import (
+    MEDIA_TYPE_JPEG,
     RENDERED_MEDIA_TYPES,
     RenderOptions,
     parse_window,
@@ -366,11 +367,18 @@ async def retrieve_bulkdata(request: Request, archive: Archive) -> Response:
 
 
 # Rendered and thumbnails --------------------------------------------------------------------
-def render_options(request: Request, *, viewport: tuple[int, int] | None = None
-                   ) -> RenderOptions:
-    """PS3.18 8.3.5.1: window, viewport and quality parameters, Accept image/jpeg or png."""
+def render_options(request: Request, *, viewport: tuple[int, int] | None = None,
+                   multipart_parts: bool = False) -> RenderOptions:
+    """PS3.18 8.3.5.1: window, viewport and quality parameters, Accept image/jpeg or png
+    (for a multipart answer also as ``multipart/related; type="image/png"``)."""
     header = request.query_params.get("accept") or request.headers.get("accept")
-    media_type, _ = choose(header, list(RENDERED_MEDIA_TYPES))
+    if multipart_parts:
+        media_type = next((t for r in multipart_part_types(header, MEDIA_TYPE_JPEG)
+                           for t in RENDERED_MEDIA_TYPES if r.matches(t)), None)
+        if media_type is None:
+            raise NotAcceptableError("rendered images are offered as image/jpeg or image/png")
+    else:
+        media_type, _ = choose(header, list(RENDERED_MEDIA_TYPES))
     params = request.query_params
     try:
         window = parse_window(params["window"]) if "window" in params else None
@@ -407,32 +415,75 @@ def render_instance(archive: Archive, headers: HeaderCache, stored: StoredInstan
 
 async def retrieve_rendered(request: Request, archive: Archive, headers: HeaderCache
                             ) -> Response:
-    """GET .../instances/{instance}[/frames/{frames}]/rendered."""
-    options = render_options(request)
-    frame_number = 1
+    """GET .../instances/{instance}[/frames/{frame}]/rendered: one image. The study, the
+    series and a list of frames (``frames/1,3,5``) answer multipart/related, one rendered
+    image per part: for a study or series the first frame of each image instance, in series
+    order and instance number order (instances without pixel data, such as reports, left
+    out)."""
+    frame_numbers = [1]
     if "frames" in request.path_params:
-        frame_number = parse_frame_numbers(str(request.path_params["frames"]))[0]
-    instances = await run_in_threadpool(find_instances, archive, _conditions(request))
-    data = await run_in_threadpool(render_instance, archive, headers, instances[0],
-                                   frame_number, options)
-    return Response(data, media_type=options.media_type)
+        frame_numbers = parse_frame_numbers(str(request.path_params["frames"]))
+    single = "instance" in request.path_params and len(frame_numbers) == 1
+    options = render_options(request, multipart_parts=not single)
+    conditions = _conditions(request)
+    if single:
+        instances = await run_in_threadpool(find_instances, archive, conditions)
+        data = await run_in_threadpool(render_instance, archive, headers, instances[0],
+                                       frame_numbers[0], options)
+        return Response(data, media_type=options.media_type)
+
+    def images() -> list[tuple[StoredInstance, int]]:
+        if "instance" in request.path_params:
+            stored = find_instances(archive, conditions)[0]
+            return [(stored, number) for number in frame_numbers]
+        return [(stored, 1) for stored in image_instances(archive, conditions)]
+
+    todo = await run_in_threadpool(images)
+    # The first image is rendered before the answer starts: a 406 rather than a cut stream
+    first = await run_in_threadpool(render_instance, archive, headers, *todo[0], options)
+    boundary = multipart.new_boundary()
+
+    def parts() -> Iterator[bytes]:
+        for index, (stored, number) in enumerate(todo):
+            try:
+                data = first if index == 0 else render_instance(archive, headers, stored,
+                                                                number, options)
+            except (NotAcceptableError, NotFound):
+                continue  # logged by render_instance; the other images still come
+            yield b"".join((multipart.part_header(boundary, options.media_type,
+                                                  {"Content-Length": str(len(data))}),
+                            data, multipart.CRLF))
+        yield multipart.closing(boundary)
+
+    logger.info("WADO-RS rendered: %d images", len(todo))
+    return StreamingResponse(iterate_in_threadpool(parts()),
+                             media_type=multipart.content_type(boundary, options.media_type))
+
+
+def image_instances(archive: Archive, conditions: tuple[Condition, ...]
+                    ) -> list[StoredInstance]:
+    """The instances with pixel data under ``conditions``, series by series (in the order
+    the index returns them), each series by instance number; NotFound / 406 when none."""
+    rows = archive.find(Query(Level.IMAGE, conditions))
+    images = [row for row in rows if row.get("Rows")]
+    if not images:
+        raise NotFound("no instances found") if not rows else NotAcceptableError(
+            "no instance with an image to render")
+    series_order = {uid: n for n, uid in enumerate(dict.fromkeys(
+        row["SeriesInstanceUID"] for row in images))}
+    images.sort(key=lambda r: (series_order[r["SeriesInstanceUID"]],
+                               r.get("InstanceNumber") is None, r.get("InstanceNumber") or 0))
+    return [StoredInstance(row["SOPInstanceUID"], row["SOPClassUID"], row["StudyInstanceUID"],
+                           row["SeriesInstanceUID"], row["_transfer_syntax_uid"],
+                           row["_blob_key"], row["_size_bytes"]) for row in images]
 
 
 def representative_instance(archive: Archive, conditions: tuple[Condition, ...]
                             ) -> StoredInstance:
     """The middle image of the first series with images: what a thumbnail shows."""
-    rows = archive.find(Query(Level.IMAGE, conditions))
-    images = [row for row in rows if row.get("Rows")]
-    if not images:
-        raise NotFound("no images to make a thumbnail from") if not rows else NotAcceptableError(
-            "no image to make a thumbnail from")
-    first_series = images[0]["SeriesInstanceUID"]
-    series = sorted((r for r in images if r["SeriesInstanceUID"] == first_series),
-                    key=lambda r: (r.get("InstanceNumber") is None, r.get("InstanceNumber") or 0))
-    row = series[len(series) // 2]
-    return StoredInstance(row["SOPInstanceUID"], row["SOPClassUID"], row["StudyInstanceUID"],
-                          row["SeriesInstanceUID"], row["_transfer_syntax_uid"],
-                          row["_blob_key"], row["_size_bytes"])
+    images = image_instances(archive, conditions)
+    series = [s for s in images if s.series_instance_uid == images[0].series_instance_uid]
+    return series[len(series) // 2]
 
 
 async def retrieve_thumbnail(request: Request, archive: Archive, headers: HeaderCache
