@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
 
-from tests.dicomweb.conftest import CORPUS, LoadedServer, sample, stow, to_bytes, variant
+from tests.dicomweb.conftest import (
+    CORPUS,
+    LoadedServer,
+    sample,
+    split_multipart,
+    stow,
+    to_bytes,
+    variant,
+)
 from tests.servers import QoimaServer
 
 STUDY_UID = "0020000D"
@@ -142,6 +152,89 @@ def test_bad_parameters_get_400(loaded: LoadedServer, params: dict[str, str | li
 def test_unacceptable_accept_gets_406(loaded: LoadedServer) -> None:
     response = httpx.get(loaded.url + "/studies", headers={"Accept": "application/dicom+xml"})
     assert response.status_code == 406
+
+
+def _xml_as_json(document: bytes) -> dict[str, dict[str, Any]]:
+    """A NativeDicomModel document read back into the DICOM JSON model's shape (values as
+    text), checked against PS3.19's structure on the way."""
+    ns = "{http://dicom.nema.org/PS3.19/models/NativeDICOM}"
+    root = ElementTree.fromstring(document)
+    assert root.tag == f"{ns}NativeDicomModel"
+
+    def dataset(node: ElementTree.Element) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for attribute in node.findall(f"{ns}DicomAttribute"):
+            tag, vr = attribute.get("tag"), attribute.get("vr")
+            assert tag
+            assert vr
+            element: dict[str, Any] = {"vr": vr}
+            values: list[Any] = []
+            for child in attribute:
+                name = child.tag.removeprefix(ns)
+                if name == "Value":
+                    values.append(child.text or "")
+                elif name == "PersonName":
+                    values.append({group.tag.removeprefix(ns): "^".join(
+                        component.text or "" for component in group) for group in child})
+                elif name == "Item":
+                    values.append(dataset(child))
+                elif name == "BulkData":
+                    element["BulkDataURI"] = child.get("uri")
+                elif name == "InlineBinary":
+                    element["InlineBinary"] = child.text
+            if values:
+                element["Value"] = values
+            out[tag] = element
+        return out
+
+    return dataset(root)
+
+
+def _as_text(model: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The JSON model with numbers as the text the XML carries, PN trailing ^ dropped and no
+    empty value lists (a sequence of no items has no Item element)."""
+    def value(vr: str, v: Any) -> Any:
+        if vr == "SQ":
+            return _as_text(v)
+        if vr == "PN":
+            return {group: text.rstrip("^") for group, text in v.items() if text}
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return "" if v is None else str(v)
+
+    out = {}
+    for tag, element in model.items():
+        out[tag] = {"vr": element["vr"], **{k: v for k, v in element.items() if k not in
+                                            ("vr", "Value")}}
+        if element.get("Value"):
+            out[tag]["Value"] = [value(element["vr"], v) for v in element["Value"]]
+    return out
+
+
+def test_qido_and_metadata_answer_in_xml_as_they_do_in_json(server: QoimaServer) -> None:
+    kazakh = variant("ct/CT_small.dcm", PatientName="Әбілқайыр^Айгүл", PatientID="KZ-XML",
+                     SpecificCharacterSet="ISO_IR 192")
+    report = _headers("other/test-SR.dcm")  # nested sequences
+    assert stow(server, [to_bytes(kazakh), sample("other/test-SR.dcm").read_bytes()]
+                ).status_code == 200
+    base = server.dicomweb_url
+    xml = {"Accept": 'multipart/related; type="application/dicom+xml"'}
+    for url, params in ((base + "/studies", {"PatientID": "KZ-XML"}),
+                        (base + "/instances", {"includefield": "all"}),
+                        (f"{base}/studies/{kazakh.StudyInstanceUID}/metadata", {}),
+                        (f"{base}/studies/{report.StudyInstanceUID}/metadata", {})):
+        as_json = httpx.get(url, params=params)
+        as_xml = httpx.get(url, params=params, headers=xml)
+        assert as_json.status_code == as_xml.status_code == 200, as_xml.text
+        parts = split_multipart(as_xml)
+        assert {h["Content-Type"] for h, _ in parts} == {"application/dicom+xml"}
+        assert [_xml_as_json(body) for _, body in parts] == [_as_text(m) for m in as_json.json()]
+    [(_, body)] = split_multipart(httpx.get(base + "/studies", headers=xml,
+                                            params={"PatientID": "KZ-XML"}))
+    assert "<FamilyName>Әбілқайыр</FamilyName><GivenName>Айгүл</GivenName>" in body.decode()
+    preferred = httpx.get(base + "/studies", headers={
+        "Accept": 'application/dicom+json; q=0.5, multipart/related; type="application/dicom+xml"'})
+    assert preferred.headers["content-type"].startswith("multipart/related")
 
 
 def test_cyrillic_and_kazakh_names_match_by_character(server: QoimaServer) -> None:

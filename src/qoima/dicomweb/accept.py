@@ -59,6 +59,23 @@ def choose(header: str | None, offered: list[str]) -> tuple[str, MediaRange]:
     raise NotAcceptableError(f"none of {', '.join(offered)} is acceptable to the client")
 
 
+MEDIA_TYPE_DICOM_XML = "application/dicom+xml"
+
+
+def wants_dicom_xml(header: str | None) -> bool:
+    """QIDO-RS and metadata (PS3.18 8.7.3): DICOM JSON, or ``multipart/related;
+    type="application/dicom+xml"`` (PS3.19 Native DICOM Model), whichever the client prefers;
+    JSON for ``*/*``; 406 for neither."""
+    for media_range in parse_accept(header):
+        if media_range.matches("application/dicom+json") or media_range.matches(
+                "application/json"):
+            return False
+        if (media_range.media_type == "multipart/related"
+                and media_range.params.get("type", "").lower() == MEDIA_TYPE_DICOM_XML):
+            return True
+    raise NotAcceptableError("DICOM JSON or multipart/related application/dicom+xml only")
+
+
 def multipart_part_types(header: str | None, default_part_type: str
                          ) -> list[MediaRange]:
     """For ``multipart/related; type=...`` resources: the acceptable part types.

@@ -8,12 +8,14 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
+from starlette.responses import Response
 
-from qoima.dicomweb.accept import parse_media_type
+from qoima.dicom.xml_model import json_to_xml
+from qoima.dicomweb.accept import MEDIA_TYPE_DICOM_XML, parse_media_type
 from qoima.dicomweb.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 
 _SPOOL_BYTES = 8 * 1024 * 1024
@@ -147,3 +149,22 @@ def closing(boundary: str) -> bytes:
 def content_type(boundary: str, part_type: str, transfer_syntax: str | None = None) -> str:
     value = f'multipart/related; type="{part_type}"; boundary={boundary}'
     return value + (f"; transfer-syntax={transfer_syntax}" if transfer_syntax else "")
+
+
+def response(parts: list[bytes], part_type: str, headers: dict[str, str] | None = None
+             ) -> Response:
+    """A whole multipart/related answer of ``parts``, each with its Content-Length."""
+    boundary = new_boundary()
+    chunks: list[bytes] = []
+    for part in parts:
+        chunks += [part_header(boundary, part_type, {"Content-Length": str(len(part))}),
+                   part, CRLF]
+    chunks.append(closing(boundary))
+    return Response(b"".join(chunks), media_type=content_type(boundary, part_type),
+                    headers=headers)
+
+
+def dicom_xml_response(models: list[dict[str, Any]], headers: dict[str, str] | None = None
+                       ) -> Response:
+    """DICOM JSON datasets as ``multipart/related; type="application/dicom+xml"``."""
+    return response([json_to_xml(model) for model in models], MEDIA_TYPE_DICOM_XML, headers)

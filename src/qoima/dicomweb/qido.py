@@ -21,7 +21,8 @@ from qoima.dicom.attributes import (
 )
 from qoima.dicom.json_model import keyword_for, row_to_json
 from qoima.dicom.query import Condition, Query, parse_condition
-from qoima.dicomweb.accept import choose
+from qoima.dicomweb import multipart
+from qoima.dicomweb.accept import wants_dicom_xml
 from qoima.dicomweb.errors import BadRequestError, UriTooLongError
 from qoima.dicomweb.stow import dicomweb_base
 from qoima.dicomweb.uids import path_uid
@@ -182,7 +183,7 @@ def rows_to_json(rows: list[dict[str, Any]], level: Level, include: list[str], b
 async def search(request: Request, archive: Archive, level: Level) -> Response:
     """GET /studies, /series, /instances and their nested forms."""
     accept = request.query_params.get("accept") or request.headers.get("accept")
-    choose(accept, [MEDIA_TYPE_DICOM_JSON, "application/json"])
+    xml = wants_dicom_xml(accept)
     qido = QidoRequest(request, level)
     rows = await run_in_threadpool(archive.find, qido.query)
     if len(rows) > qido.limit:
@@ -193,5 +194,7 @@ async def search(request: Request, archive: Archive, level: Level) -> Response:
     body = rows_to_json(rows, level, qido.include, dicomweb_base(request))
     headers = {"Warning": ", ".join(qido.warnings)} if qido.warnings else {}
     logger.debug("QIDO-RS %s: %d matches", level.value, len(body))
+    if xml:
+        return multipart.dicom_xml_response(body, headers)
     return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")),
                     media_type=MEDIA_TYPE_DICOM_JSON, headers=headers)

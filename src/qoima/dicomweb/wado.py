@@ -38,7 +38,7 @@ from qoima.dicom.rendering import (
     render_frame,
 )
 from qoima.dicomweb import multipart
-from qoima.dicomweb.accept import MediaRange, choose, multipart_part_types
+from qoima.dicomweb.accept import MediaRange, choose, multipart_part_types, wants_dicom_xml
 from qoima.dicomweb.errors import BadRequestError, NotAcceptableError
 from qoima.dicomweb.stow import dicomweb_base
 from qoima.dicomweb.transcoding import WRITABLE_SYNTAXES, transcode
@@ -244,16 +244,18 @@ async def retrieve_metadata(request: Request, archive: Archive, headers: HeaderC
                             ) -> Response:
     """GET .../metadata: DICOM JSON of each instance's header, bulk data as BulkDataURIs."""
     accept = request.query_params.get("accept") or request.headers.get("accept")
-    choose(accept, [MEDIA_TYPE_DICOM_JSON, "application/json"])
+    xml = wants_dicom_xml(accept)
     conditions = _conditions(request)
     base = dicomweb_base(request)
 
-    def work() -> bytes:
+    def work() -> list[bytes]:
         instances = find_instances(archive, conditions)
-        return b"[" + b",".join(headers.metadata(archive, stored, base)
-                                for stored in instances) + b"]"
+        return [headers.metadata(archive, stored, base) for stored in instances]
 
-    return Response(await run_in_threadpool(work), media_type=MEDIA_TYPE_DICOM_JSON)
+    models = await run_in_threadpool(work)
+    if xml:
+        return multipart.dicom_xml_response([json.loads(model) for model in models])
+    return Response(b"[" + b",".join(models) + b"]", media_type=MEDIA_TYPE_DICOM_JSON)
 
 
 def parse_frame_numbers(text: str) -> list[int]:
@@ -317,17 +319,7 @@ async def retrieve_frames(request: Request, archive: Archive) -> Response:
                                                          or r.params.get("transfer-syntax") == "*"
                                                          for r in ranges):
         raise NotAcceptableError(f"frames are stored as {media_type}")
-    return _multipart_response(frames, media_type)
-
-
-def _multipart_response(parts: list[bytes], media_type: str) -> Response:
-    boundary = multipart.new_boundary()
-    chunks: list[bytes] = []
-    for part in parts:
-        chunks += [multipart.part_header(boundary, media_type,
-                                         {"Content-Length": str(len(part))}), part, multipart.CRLF]
-    chunks.append(multipart.closing(boundary))
-    return Response(b"".join(chunks), media_type=multipart.content_type(boundary, media_type))
+    return multipart.response(frames, media_type)
 
 
 async def retrieve_bulkdata(request: Request, archive: Archive) -> Response:
@@ -352,7 +344,7 @@ async def retrieve_bulkdata(request: Request, archive: Archive) -> Response:
             return _frame_bytes(_open(archive, instances[0]), numbers, False)
 
         frames, media_type = await run_in_threadpool(all_frames)
-        return _multipart_response(frames, media_type)
+        return multipart.response(frames, media_type)
 
     def value() -> bytes:
         ds = pydicom.dcmread(_open(archive, instances[0]), force=True, stop_before_pixels=True)
@@ -363,7 +355,7 @@ async def retrieve_bulkdata(request: Request, archive: Archive) -> Response:
             return element.value
         raise NotFound(f"attribute {tag:08X} is not bulk data")
 
-    return _multipart_response([await run_in_threadpool(value)], MEDIA_TYPE_OCTET_STREAM)
+    return multipart.response([await run_in_threadpool(value)], MEDIA_TYPE_OCTET_STREAM)
 
 
 # Rendered and thumbnails --------------------------------------------------------------------
