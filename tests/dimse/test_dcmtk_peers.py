@@ -101,6 +101,36 @@ def test_findscu_matches_wildcards_and_ranges(server: QoimaServer, tmp_path: Pat
     assert names("PatientName=NOBODY") == []
 
 
+def test_findscu_image_level_returns_binary_and_unicode_keys(server: QoimaServer,
+                                                             tmp_path: Path) -> None:
+    path = tmp_path / "image.dcm"
+    instance = make_instance(patient_name="Әбілқайыр^Айгүл", charset="ISO_IR 192", rows=12,
+                             columns=10, study="image-level")
+    instance.save_as(path, enforce_file_format=True)
+    store_folder(server, path)
+    out = tmp_path / "responses"
+    out.mkdir()
+    for syntax in ("-xi", "-xe"):  # implicit and explicit VR little endian
+        for old in out.iterdir():
+            old.unlink()
+        result = dcmtk("findscu", "-aec", "QOIMA", "-S", syntax, "-X", "-od", str(out),
+                       "-k", "QueryRetrieveLevel=IMAGE",
+                       "-k", f"StudyInstanceUID={instance.StudyInstanceUID}",
+                       "-k", f"SeriesInstanceUID={instance.SeriesInstanceUID}",
+                       "-k", "SOPInstanceUID", "-k", "Rows", "-k", "Columns",
+                       "-k", "PatientName", "-k", "InstanceNumber", "-k", "ReferencedImageSequence",
+                       "127.0.0.1", str(server.dicom_port))
+        assert result.returncode == 0, result.stderr
+        [response_file] = list(out.iterdir())
+        response = pydicom.dcmread(response_file)
+        assert (response.Rows, response.Columns) == (12, 10)
+        assert str(response.PatientName) == "Әбілқайыр^Айгүл"
+        assert response.SpecificCharacterSet == "ISO_IR 192"
+        assert response.SOPInstanceUID == instance.SOPInstanceUID
+        assert response.InstanceNumber == instance.InstanceNumber
+        assert response.ReferencedImageSequence == []
+
+
 def test_movescu_sends_to_configured_destination(server: QoimaServer, tmp_path: Path) -> None:
     path = tmp_path / "one.dcm"
     make_instance(study="move-study").save_as(path, enforce_file_format=True)

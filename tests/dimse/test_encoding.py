@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dimse_messages import (
     C_ECHO_RSP,
     C_FIND_RSP,
@@ -19,6 +21,13 @@ from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.pdu import P_DATA_TF
 
+from qoima.dicom.attributes import COMPUTED_BY_KEYWORD, INDEXED_ATTRIBUTES, Level
+from qoima.dimse.handlers import (
+    encode_identifier,
+    identifier_layout,
+    response_identifier,
+    response_keywords,
+)
 from qoima.dimse.reactor import _dataset_offset, _fragments, command_set
 from tests.factories import make_instance, to_bytes
 
@@ -136,3 +145,50 @@ def test_dataset_offset_is_where_pynetdicom_finds_it(tmp_path: Path) -> None:
     without.write_bytes(data[:132] + data[144:])
     for path in (with_group_length, without):
         assert _dataset_offset(str(path)) == split_dataset(path)[1]
+
+
+def _find_identifier(level: str, keywords: list[str]) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword in keywords:
+        setattr(ds, keyword, [] if keyword.endswith("Sequence") else None)
+    return ds
+
+
+_ALL_KEYS = [a.keyword for a in INDEXED_ATTRIBUTES] + list(COMPUTED_BY_KEYWORD)
+_ROWS = [
+    {"PatientID": "123456789012", "PatientName": "Әбілқайыр^Айгүл", "PatientSex": "F",
+     "StudyInstanceUID": "1.2.3.4.5", "StudyDate": "20240101", "ModalitiesInStudy": "CT\\MR",
+     "NumberOfStudyRelatedInstances": 120, "SeriesInstanceUID": "1.2.3.4.5.6",
+     "SeriesNumber": 3, "SOPInstanceUID": LONG_UID, "SOPClassUID": CT, "Rows": 512,
+     "Columns": 511, "BitsAllocated": 16, "InstanceNumber": 7, "PatientAge": "041Y"},
+    {"PatientID": "X", "PatientName": "Doe^John", "StudyInstanceUID": "1.2.3",
+     "SeriesInstanceUID": "1.2.3.4", "SOPInstanceUID": "1.2.3.4.5", "AccessionNumber": "A1",
+     "StudyDescription": "CT CHEST ", "InstitutionName": "Almaty"},
+    {},
+]
+
+
+@pytest.mark.parametrize("level", ["PATIENT", "STUDY", "SERIES", "IMAGE"])
+@pytest.mark.parametrize("row", _ROWS)
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_c_find_identifiers_are_what_pydicom_encodes(level: str, row: dict[str, object],
+                                                       syntax: str) -> None:
+    for requested in (["PatientID"], _ALL_KEYS,
+                      [*_ALL_KEYS, "RetrieveAETitle", "InstanceAvailability",
+                       "ReferencedStudySequence", "OtherPatientIDsSequence"]):
+        identifier = _find_identifier(level, requested)
+        keywords = response_keywords(identifier, Level(level))
+        layout = identifier_layout(identifier, keywords)
+        assert layout is not None
+        implicit = syntax == ImplicitVRLittleEndian
+        expected = encode(response_identifier(identifier, keywords, row, Level(level), "QOIMA"),
+                          implicit, True)
+        assert encode_identifier(layout, row, Level(level), "QOIMA", implicit) == expected
+
+
+def test_c_find_identifiers_with_binary_keys_are_left_to_pydicom() -> None:
+    identifier = _find_identifier("IMAGE", ["PixelSpacing", "WindowCenter"])
+    assert identifier_layout(identifier, response_keywords(identifier, Level.IMAGE)) is not None
+    identifier = _find_identifier("IMAGE", ["SmallestImagePixelValue"])  # US or SS
+    assert identifier_layout(identifier, response_keywords(identifier, Level.IMAGE)) is None

@@ -6,10 +6,12 @@ import io
 import logging
 import os
 import socket
+import struct
 from collections.abc import Iterator
 from typing import Any
 
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -70,36 +72,105 @@ def query_from_identifier(identifier: Dataset, abstract_syntax: str) -> Query:
     return Query(level, tuple(conditions))
 
 
-def response_identifier(identifier: Dataset, row: dict[str, Any], level: Level,
-                        retrieve_ae_title: str) -> Dataset:
-    """A C-FIND response carrying the requested keys (and the level's unique keys)."""
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level.value
+def response_keywords(identifier: Dataset, level: Level) -> list[str]:
+    """The keys a C-FIND response carries: those requested, and the unique keys of the level
+    and the levels above it (PS3.4 C.4.1.2.3)."""
     keywords = [e.keyword for e in identifier if e.keyword and e.keyword not in _SKIPPED_KEYS]
     for current in LEVEL_ORDER[: LEVEL_ORDER.index(level) + 1]:
         if current != Level.PATIENT or level == Level.PATIENT:
             key = unique_key(current).keyword
             if key not in keywords:
                 keywords.append(key)
+    return keywords
+
+
+def _response_value(keyword: str, row: dict[str, Any], retrieve_ae_title: str) -> Any:
+    if keyword == "RetrieveAETitle":
+        return retrieve_ae_title
+    if keyword == "InstanceAvailability":
+        return "ONLINE"
+    return row.get(keyword)
+
+
+def response_identifier(identifier: Dataset, keywords: list[str], row: dict[str, Any],
+                        level: Level, retrieve_ae_title: str) -> Dataset:
+    """A C-FIND response carrying ``keywords`` (see ``response_keywords``)."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level.value
     is_unicode = False
     for keyword in keywords:
         if keyword in identifier and identifier[keyword].VR == "SQ":
             setattr(ds, keyword, [])
             continue
-        value = row.get(keyword)
-        if keyword == "RetrieveAETitle":
-            value = retrieve_ae_title
-        if keyword == "InstanceAvailability":
-            value = "ONLINE"
+        value = _response_value(keyword, row, retrieve_ae_title)
         if value is None:
-            setattr(ds, keyword, "")
+            setattr(ds, keyword, None)
             continue
         text = str(value)
+        if dictionary_VR(keyword) == "US":  # Rows, Columns, BitsAllocated: binary numbers
+            numbers = [int(v) for v in text.split("\\") if v]
+            setattr(ds, keyword, numbers if len(numbers) > 1 else numbers[0] if numbers else "")
+            continue
         is_unicode = is_unicode or not text.isascii()
         setattr(ds, keyword, text.split("\\") if "\\" in text else text)
     if is_unicode:
         ds.SpecificCharacterSet = "ISO_IR 192"
     return ds
+
+
+# Text VRs encoded as they are (UTF-8 when not ASCII) and padded with a space; UI with NUL.
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
+                       "TM", "UC", "UI", "UR", "UT"})
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
+
+
+def identifier_layout(identifier: Dataset, keywords: list[str]
+                      ) -> list[tuple[int, str, str]] | None:
+    """(tag, keyword, VR) of a response identifier in tag order, for ``encode_identifier``;
+    None when a key has a VR that only pydicom encodes (binary values, ambiguous VRs)."""
+    layout = [(0x00080052, "QueryRetrieveLevel", "CS")]
+    for keyword in keywords:
+        tag = tag_for_keyword(keyword)
+        vr = ("SQ" if keyword in identifier and identifier[keyword].VR == "SQ"
+              else dictionary_VR(tag) if tag is not None else "")
+        if tag is None or (vr not in _TEXT_VRS and vr not in ("US", "SQ")):
+            return None
+        layout.append((tag, keyword, vr))
+    return sorted(layout)
+
+
+def encode_identifier(layout: list[tuple[int, str, str]], row: dict[str, Any], level: Level,
+                      retrieve_ae_title: str, implicit_vr: bool) -> bytes:
+    """The bytes pydicom writes for ``response_identifier`` in little endian (implicit or
+    explicit VR): a C-FIND response built in microseconds instead of a Dataset per match."""
+    parts: list[bytes] = []
+    is_unicode = False
+    for tag, keyword, vr in layout:
+        if keyword == "QueryRetrieveLevel":
+            raw = level.value.encode("ascii")
+        elif vr == "SQ":
+            raw = b""
+        else:
+            value = _response_value(keyword, row, retrieve_ae_title)
+            text = "" if value is None else str(value)
+            if vr == "US":
+                raw = b"".join(struct.pack("<H", int(v)) for v in text.split("\\") if v)
+            else:
+                is_unicode = is_unicode or not text.isascii()
+                raw = text.encode("utf-8")
+        if len(raw) % 2:
+            raw += b"\0" if vr == "UI" else b" "
+        group, element = tag >> 16, tag & 0xFFFF
+        if implicit_vr:
+            parts.append(struct.pack("<HHI", group, element, len(raw)) + raw)
+        elif vr in _LONG_VRS:
+            parts.append(struct.pack("<HH2sHI", group, element, vr.encode(), 0, len(raw)) + raw)
+        else:
+            parts.append(struct.pack("<HH2sH", group, element, vr.encode(), len(raw)) + raw)
+    if is_unicode:  # (0008,0005) sorts first
+        parts.insert(0, (struct.pack("<HHI", 0x0008, 0x0005, 10) if implicit_vr else
+                         struct.pack("<HH2sH", 0x0008, 0x0005, b"CS", 10)) + b"ISO_IR 192")
+    return b"".join(parts)
 
 
 class DimseHandlers:
@@ -133,7 +204,8 @@ class DimseHandlers:
             logger.info("C-STORE duplicate %s (identical) acknowledged", result.sop_instance_uid)
         return statuses.STATUS_SUCCESS
 
-    def handle_c_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
+    def handle_c_find(self, event: Event
+                      ) -> Iterator[tuple[int, Dataset | reactor.EncodedIdentifier | None]]:
         try:
             query = query_from_identifier(event.identifier, str(event.context.abstract_syntax))
             rows = self.archive.find(query)
@@ -147,12 +219,22 @@ class DimseHandlers:
             return
         logger.info("C-FIND %s level=%s matches=%d", event.assoc.requestor.ae_title,
                     query.level.value, len(rows))
+        keywords = response_keywords(event.identifier, query.level)
+        syntax = event.context.transfer_syntax
+        layout = (identifier_layout(event.identifier, keywords)
+                  if syntax in (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+                  and reactor.sends_encoded_identifiers() else None)
         for row in rows:
             if event.is_cancelled:
                 yield statuses.STATUS_CANCEL, None
                 return
-            yield statuses.STATUS_PENDING, response_identifier(
-                event.identifier, row, query.level, self.ae_title)
+            if layout is None:
+                yield statuses.STATUS_PENDING, response_identifier(
+                    event.identifier, keywords, row, query.level, self.ae_title)
+            else:
+                yield statuses.STATUS_PENDING, reactor.EncodedIdentifier(encode_identifier(
+                    layout, row, query.level, self.ae_title,
+                    syntax == ImplicitVRLittleEndian))
 
     def _instances(self, event: Event) -> list[StoredInstance]:
         query = query_from_identifier(event.identifier, str(event.context.abstract_syntax))
