@@ -9,7 +9,7 @@ signal raised whenever pynetdicom queues work for them, with a 50 ms fallback so
 and anything not signalled are still checked as before. Two more costs go the same way: ending
 an association polled the DUL's state every 10 ms (``Association.kill``), and every accepted
 association deep-copied the hundreds of supported presentation contexts (about 20 ms), which
-negotiation only reads; each is now copied shallowly.
+negotiation only reads; they are now shared.
 
 C-GET and C-MOVE handlers must yield a decoded ``Dataset`` per sub-operation, which pynetdicom
 then encodes again. A ``StoredFile`` passes that check but holds only the file's path: when the
@@ -226,14 +226,11 @@ def _association_kill(self: Association) -> None:
 
 
 def _copy_contexts(value: Any, memo: Any = None) -> Any:
-    """``deepcopy`` for the acceptor's supported contexts, one shallow copy per context."""
+    """``deepcopy`` for the acceptor's supported contexts: a new list of the same contexts,
+    which negotiation (``negotiate_as_acceptor``) only reads; nothing in Qoima changes them
+    after the AE is built."""
     if isinstance(value, list) and all(isinstance(cx, PresentationContext) for cx in value):
-        copies = []
-        for cx in value:
-            clone = copy.copy(cx)
-            clone._transfer_syntax = list(cx._transfer_syntax)
-            copies.append(clone)
-        return copies
+        return list(value)
     return copy.deepcopy(value, memo)
 
 
