@@ -118,3 +118,28 @@ def test_parts_are_answered_in_order_and_repeats_in_one_request_succeed(server: 
     assert _uids(response.json(), REFERENCED_SOP_SEQUENCE) == [*expected, expected[2],
                                                                expected[2]]
     assert instance_count(server) == 7
+
+
+def test_one_request_stores_the_good_parts_beside_conflicts_and_garbage(server: QoimaServer
+                                                                         ) -> None:
+    # the parts of a request share one index commit: a conflict or an unreadable part in it
+    # fails alone, and what it would have replaced is untouched
+    first, second = variant("ct/CT_small.dcm"), variant("ct/CT_small.dcm")
+    changed = variant("ct/CT_small.dcm", SOPInstanceUID=first.SOPInstanceUID,
+                      StudyInstanceUID=first.StudyInstanceUID,
+                      SeriesInstanceUID=first.SeriesInstanceUID, SeriesDescription="changed")
+    garbage = b"\0" * 128 + b"DICM" + b"not a dataset at all" * 10
+    response = stow(server, [to_bytes(first), to_bytes(changed), to_bytes(second), garbage,
+                             to_bytes(first)])
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert _uids(body, REFERENCED_SOP_SEQUENCE) == [first.SOPInstanceUID, second.SOPInstanceUID,
+                                                    first.SOPInstanceUID]
+    assert _reasons(body) == [0x0111, 0xC000]
+    assert instance_count(server) == 2
+    url = (f"{server.dicomweb_url}/studies/{first.StudyInstanceUID}/series/"
+           f"{first.SeriesInstanceUID}/instances/{first.SOPInstanceUID}")
+    stored = httpx.get(url, headers={"Accept": 'multipart/related; type="application/dicom";'
+                                               ' transfer-syntax=*'})
+    assert stored.status_code == 200
+    assert to_bytes(first) in stored.content

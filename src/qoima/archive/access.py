@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from qoima.archive.archive import Archive, StoredInstance, StoreResult
 from qoima.dicom.query import Query, ReadScope
-from qoima.errors import Forbidden, InvalidQuery, NotFound
+from qoima.errors import Forbidden, InvalidQuery, NotFound, QoimaError
 from qoima.index import users as index_users
 from qoima.index.users import PeerRow as PeerRow
 from qoima.index.users import StudyScope as StudyScope
@@ -416,6 +416,13 @@ class GuardedArchive(Archive):
         result = super().store_instance(data, origin)
         _touch([result.study_instance_uid])
         return result
+
+    def store_instances(self, datas: Sequence[bytes], origin: str
+                        ) -> list[StoreResult | QoimaError]:
+        require("store")
+        results = super().store_instances(datas, origin)
+        _touch([r.study_instance_uid for r in results if isinstance(r, StoreResult)])
+        return results
 
     def delete_instance(self, sop_instance_uid: str) -> None:
         require("manage")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from qoima.dicom.attributes import Level
 from qoima.dicom.header import ParsedInstance, parse_instance
 from qoima.dicom.query import Query
-from qoima.errors import Conflict, InvalidDicom, NotFound
+from qoima.errors import Conflict, InvalidDicom, NotFound, QoimaError
 from qoima.index import instances as index_instances
 from qoima.index import remote_aes as index_remote_aes
 from qoima.index import search as index_search
@@ -75,63 +75,110 @@ class Archive:
     # Ingest ---------------------------------------------------------------------------------
     def store_instance(self, data: bytes, origin: str) -> StoreResult:
         """The one ingest path (C-STORE, STOW-RS, import, AI outputs): parse, write, index."""
-        if len(data) > self.policy.max_instance_bytes:
-            raise InvalidDicom(f"instance of {len(data)} bytes exceeds the size limit")
-        parsed = parse_instance(data, max_image_pixels=self.policy.max_image_pixels,
-                                max_sequence_depth=self.policy.max_sequence_depth)
-        # The blob is written (and fsynced) in another thread while this one hashes it and
-        # runs the index statements; the commit waits for the blob, so an index row is never
-        # durable before its bytes. The duplicate check runs inside the write transaction:
-        # one read transaction fewer per instance; a rare duplicate costs one blob written
-        # and deleted.
-        key = new_key()
-        written = self._blob_writer.submit(self.blobs.write, key, parsed.part10)
-        sha256 = hashlib.sha256(parsed.part10).hexdigest()
-        new = index_instances.NewInstance(parsed.values, parsed.transfer_syntax_uid, key,
-                                          len(parsed.part10), sha256, origin)
-        replaced: list[str] = []
-        try:
-            def work(conn: Any) -> None:
-                existing = index_instances.find_instance(conn, parsed.sop_instance_uid)
-                if existing is not None:
-                    if existing.sha256 == sha256:
-                        raise _SameContent(existing.blob_key)
-                    if self.policy.duplicate_policy != "overwrite":
-                        raise Conflict(f"SOP Instance {parsed.sop_instance_uid} is already "
-                                       "stored with different content")
-                    index_instances.delete_instance_row(conn, parsed.sop_instance_uid)
-                    replaced.append(existing.blob_key)
-                index_instances.insert_instance(conn, new)
-                written.result()
+        [outcome] = self._store_all([data], origin)
+        if isinstance(outcome, QoimaError):
+            raise outcome
+        return outcome
 
+    def store_instances(self, datas: Sequence[bytes], origin: str
+                        ) -> list[StoreResult | QoimaError]:
+        """Several instances (a STOW-RS request) through the same path, with one index
+        transaction and so one commit, each outcome in its place: an instance that cannot
+        be stored gets its error, the others are stored."""
+        return self._store_all(datas, origin)
+
+    def _store_all(self, datas: Sequence[bytes], origin: str
+                   ) -> list[StoreResult | QoimaError]:
+        outcomes: list[StoreResult | QoimaError | None] = [None] * len(datas)
+        pending: list[_Pending] = []
+        for index, data in enumerate(datas):
+            try:
+                if len(data) > self.policy.max_instance_bytes:
+                    raise InvalidDicom(f"instance of {len(data)} bytes exceeds the size limit")
+                parsed = parse_instance(data, max_image_pixels=self.policy.max_image_pixels,
+                                        max_sequence_depth=self.policy.max_sequence_depth)
+            except QoimaError as exc:
+                outcomes[index] = exc
+                continue
+            # Blobs are written (and fsynced) in other threads while this one parses and
+            # hashes the next instances and runs the index statements; the commit waits for
+            # them, so an index row is never durable before its bytes. The duplicate check
+            # runs inside the write transaction: a rare duplicate costs one blob written and
+            # deleted.
+            key = new_key()
+            pending.append(_Pending(index, parsed, key,
+                                    self._blob_writer.submit(self.blobs.write, key,
+                                                             parsed.part10),
+                                    hashlib.sha256(parsed.part10).hexdigest()))
+        if not pending:
+            return _all_set(outcomes)
+        found: dict[int, tuple[str, str | None]] = {}  # index -> (what happened, blob key)
+
+        def work(conn: Any) -> None:
+            found.clear()
+            for item in pending:
+                uid = item.parsed.sop_instance_uid
+                existing = index_instances.find_instance(conn, uid)
+                if existing is not None:
+                    if existing.sha256 == item.sha256:
+                        found[item.index] = ("same", existing.blob_key)
+                        continue
+                    if self.policy.duplicate_policy != "overwrite":
+                        found[item.index] = ("conflict", None)
+                        continue
+                    index_instances.delete_instance_row(conn, uid)
+                    found[item.index] = ("replaced", existing.blob_key)
+                index_instances.insert_instance(conn, index_instances.NewInstance(
+                    item.parsed.values, item.parsed.transfer_syntax_uid, item.key,
+                    len(item.parsed.part10), item.sha256, origin))
+            for item in pending:
+                item.written.result()
+
+        try:
             self.database.write(work)
-        except _SameContent as same:
-            _settle(written)
-            self.blobs.delete(key)
-            logger.info("duplicate instance %s (identical content) ignored",
-                        parsed.sop_instance_uid)
-            return self._result(parsed, same.blob_key, True)
         except IntegrityError as exc:
-            _settle(written)
-            self.blobs.delete(key)
-            # the same instance arrived twice at once (two senders, or one STOW request)
-            other = self.database.read(
-                lambda conn: index_instances.find_instance(conn, parsed.sop_instance_uid))
-            if other is not None and other.sha256 == sha256:
-                logger.info("duplicate instance %s (identical, stored concurrently) ignored",
-                            parsed.sop_instance_uid)
-                return self._result(parsed, other.blob_key, True)
-            raise Conflict(
-                f"SOP Instance {parsed.sop_instance_uid} was stored concurrently") from exc
+            self._discard(pending)
+            if len(datas) > 1:  # one of them arrived twice at once: store them one by one
+                return [self._store_all([data], origin)[0] for data in datas]
+            return [self._concurrent_duplicate(pending[0], exc)]
         except BaseException:
-            _settle(written)
-            self.blobs.delete(key)
+            self._discard(pending)
             raise
-        for old_key in replaced:
-            self.blobs.delete(old_key)
-        logger.info("stored instance %s key=%s origin=%s bytes=%d", parsed.sop_instance_uid,
-                    key, origin, len(parsed.part10))
-        return self._result(parsed, key, False)
+        for item in pending:
+            what, blob_key = found.get(item.index, ("stored", None))
+            uid = item.parsed.sop_instance_uid
+            if what in ("same", "conflict"):
+                self.blobs.delete(item.key)
+            if what == "same":
+                logger.info("duplicate instance %s (identical content) ignored", uid)
+                outcomes[item.index] = self._result(item.parsed, str(blob_key), True)
+                continue
+            if what == "conflict":
+                outcomes[item.index] = Conflict(
+                    f"SOP Instance {uid} is already stored with different content")
+                continue
+            if blob_key is not None:  # replaced
+                self.blobs.delete(blob_key)
+            logger.info("stored instance %s key=%s origin=%s bytes=%d", uid, item.key, origin,
+                        len(item.parsed.part10))
+            outcomes[item.index] = self._result(item.parsed, item.key, False)
+        return _all_set(outcomes)
+
+    def _discard(self, pending: list[_Pending]) -> None:
+        for item in pending:
+            _settle(item.written)
+            self.blobs.delete(item.key)
+
+    def _concurrent_duplicate(self, item: _Pending, exc: IntegrityError) -> StoreResult | Conflict:
+        """The same instance arrived twice at once (two senders, or one STOW request)."""
+        uid = item.parsed.sop_instance_uid
+        other = self.database.read(lambda conn: index_instances.find_instance(conn, uid))
+        if other is not None and other.sha256 == item.sha256:
+            logger.info("duplicate instance %s (identical, stored concurrently) ignored", uid)
+            return self._result(item.parsed, other.blob_key, True)
+        conflict = Conflict(f"SOP Instance {uid} was stored concurrently")
+        conflict.__cause__ = exc
+        return conflict
 
     @staticmethod
     def _result(parsed: ParsedInstance, key: str, is_duplicate: bool) -> StoreResult:
@@ -221,7 +268,19 @@ class Archive:
         self.database.write(lambda conn: index_remote_aes.delete_remote_ae(conn, ae_title))
 
 
-class _SameContent(Exception):
-    def __init__(self, blob_key: str) -> None:
-        super().__init__(blob_key)
-        self.blob_key = blob_key
+def _all_set(outcomes: list[StoreResult | QoimaError | None]) -> list[StoreResult | QoimaError]:
+    done = [outcome for outcome in outcomes if outcome is not None]
+    if len(done) != len(outcomes):
+        raise RuntimeError("an instance of the batch was left without an outcome")
+    return done
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An instance parsed and on its way to the blob store, waiting for its index row."""
+
+    index: int  # in the batch
+    parsed: ParsedInstance
+    key: str
+    written: Future[None]
+    sha256: str

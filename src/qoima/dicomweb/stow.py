@@ -25,7 +25,7 @@ from qoima.dicomweb.errors import (
     UnsupportedMediaTypeError,
 )
 from qoima.dicomweb.uids import path_uid
-from qoima.errors import BackendUnavailable, Conflict, InvalidDicom
+from qoima.errors import BackendUnavailable, Conflict, InvalidDicom, QoimaError
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ FAILURE_DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4.2: same UID, different cont
 FAILURE_OUT_OF_RESOURCES = 0xA700
 FAILURE_CANNOT_UNDERSTAND = 0xC000
 FAILURE_STUDY_UID_MISMATCH = 0xC409  # instance not in the study named by the request URI
-STORE_PARALLEL_PARTS = 3
-PARALLEL_PART_BYTES = 16 * 1024 * 1024
+STORE_PARALLEL_BATCHES = 3
+BATCH_BYTES = 16 * 1024 * 1024
 HTTP_OK = 200
 HTTP_ACCEPTED = 202
 HTTP_CONFLICT = 409
@@ -63,31 +63,46 @@ def _peek_uids(data: bytes) -> tuple[str, str]:
         return "", ""
 
 
-def store_part(archive: Archive, data: bytes, origin: str, study_instance_uid: str | None
-               ) -> PartOutcome:
-    """Store one part through ``archive.store_instance``; failures become FailureReasons."""
-    if study_instance_uid is not None:
-        # PS3.18 10.5.1.2: instances of another study are refused, nothing is stored
-        try:
-            ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True,
-                                 specific_tags=["StudyInstanceUID"])
-            is_other_study = str(ds.get("StudyInstanceUID", "")).strip() != study_instance_uid
-        except Exception:
-            is_other_study = False  # unreadable: store_instance says why
-        if is_other_study:
-            return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_STUDY_UID_MISMATCH)
+def _in_other_study(data: bytes, study_instance_uid: str) -> bool:
+    """PS3.18 10.5.1.2: instances of another study than the URL's are refused."""
     try:
-        result = archive.store_instance(data, origin)
-    except InvalidDicom as exc:
-        logger.info("STOW part refused: %s", exc)
-        return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_CANNOT_UNDERSTAND)
-    except Conflict as exc:
-        logger.info("STOW part refused: %s", exc)
-        return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_DUPLICATE_SOP_INSTANCE)
-    except BackendUnavailable:
-        logger.exception("STOW part not stored: backend unavailable")
-        return PartOutcome(*_peek_uids(data), failure_reason=FAILURE_OUT_OF_RESOURCES)
-    return PartOutcome(result.sop_class_uid, result.sop_instance_uid, result=result)
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True,
+                             specific_tags=["StudyInstanceUID"])
+        return str(ds.get("StudyInstanceUID", "")).strip() != study_instance_uid
+    except Exception:
+        return False  # unreadable: the archive says why
+
+
+def _outcome(data: bytes, result: StoreResult | QoimaError) -> PartOutcome:
+    if isinstance(result, StoreResult):
+        return PartOutcome(result.sop_class_uid, result.sop_instance_uid, result=result)
+    reason = {InvalidDicom: FAILURE_CANNOT_UNDERSTAND, Conflict: FAILURE_DUPLICATE_SOP_INSTANCE,
+              BackendUnavailable: FAILURE_OUT_OF_RESOURCES}.get(type(result), FAILURE_PROCESSING)
+    logger.info("STOW part refused (0x%04X): %s", reason, result)
+    return PartOutcome(*_peek_uids(data), failure_reason=reason)
+
+
+def store_parts(archive: Archive, datas: list[bytes], origin: str,
+                study_instance_uid: str | None) -> list[PartOutcome]:
+    """Store parts through ``archive.store_instances`` (one index commit for all of them);
+    failures become FailureReasons, in the parts' order."""
+    outcomes: list[PartOutcome | None] = [None] * len(datas)
+    indexes = []
+    for index, data in enumerate(datas):
+        if study_instance_uid is not None and _in_other_study(data, study_instance_uid):
+            outcomes[index] = PartOutcome(*_peek_uids(data),
+                                          failure_reason=FAILURE_STUDY_UID_MISMATCH)
+        else:
+            indexes.append(index)
+    results: list[StoreResult | QoimaError]
+    try:
+        results = archive.store_instances([datas[i] for i in indexes], origin)
+    except BackendUnavailable as exc:
+        logger.exception("STOW parts not stored: backend unavailable")
+        results = [exc] * len(indexes)
+    for index, result in zip(indexes, results, strict=True):
+        outcomes[index] = _outcome(datas[index], result)
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _response_dataset(outcomes: list[PartOutcome], base_url: str) -> Dataset:
@@ -148,8 +163,9 @@ async def store_instances(request: Request, archive: Archive, max_part_bytes: in
         data = await _read_body(request, max_part_bytes)
         if not data:
             raise BadRequestError("empty request body")
-        outcome = await run_in_threadpool(store_part, archive, data, origin, study_instance_uid)
-        return _answer([outcome], request)
+        outcomes = await run_in_threadpool(store_parts, archive, [data], origin,
+                                           study_instance_uid)
+        return _answer(outcomes, request)
     part_type, boundary = multipart.boundary_of(content_type)
     if part_type and part_type != MEDIA_TYPE_DICOM:
         raise UnsupportedMediaTypeError(f"STOW-RS accepts parts of type {MEDIA_TYPE_DICOM}, "
@@ -164,10 +180,12 @@ async def store_instances(request: Request, archive: Archive, max_part_bytes: in
                 raise UnsupportedMediaTypeError(f"part of type {declared[:60]!r}; only "
                                                 f"{MEDIA_TYPE_DICOM} is accepted")
 
-        def store_spooled(part: multipart.Part) -> PartOutcome:
-            data = part.read()
-            part.close()  # the spooled copy goes as soon as the bytes are read
-            return store_part(archive, data, origin, study_instance_uid)
+        def store_spooled(batch: list[multipart.Part]) -> list[PartOutcome]:
+            datas = []
+            for part in batch:
+                datas.append(part.read())
+                part.close()  # the spooled copy goes as soon as the bytes are read
+            return store_parts(archive, datas, origin, study_instance_uid)
 
         outcomes = await _store_parts(parts, store_spooled)
     finally:
@@ -176,30 +194,46 @@ async def store_instances(request: Request, archive: Archive, max_part_bytes: in
     return _answer(outcomes, request)
 
 
+def _batches(parts: list[multipart.Part]) -> list[list[multipart.Part]]:
+    """Consecutive parts in batches of at most BATCH_BYTES (a larger part alone)."""
+    batches: list[list[multipart.Part]] = []
+    size = 0
+    for part in parts:
+        if not batches or size + part.size_bytes > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(part)
+        size += part.size_bytes
+    return batches
+
+
 async def _store_parts(parts: list[multipart.Part],
-                       store: Callable[[multipart.Part], PartOutcome]) -> list[PartOutcome]:
-    """Store the parts, up to STORE_PARALLEL_PARTS at a time: one instance's fsyncs and
-    commit overlap another's parsing. A part above PARALLEL_PART_BYTES is stored alone, so at
-    most one large instance is in memory. Outcomes keep the parts' order."""
-    outcomes: list[PartOutcome | None] = [None] * len(parts)
+                       store: Callable[[list[multipart.Part]], list[PartOutcome]]
+                       ) -> list[PartOutcome]:
+    """Store the parts in batches (one index commit each), up to STORE_PARALLEL_BATCHES at a
+    time: one batch's fsyncs and commit overlap another's parsing. A part above BATCH_BYTES
+    is stored alone, so at most one large instance is in memory. Outcomes keep the parts'
+    order."""
+    batches = _batches(parts)
+    outcomes: list[list[PartOutcome]] = [[] for _ in batches]
     running: set[asyncio.Future[None]] = set()
 
-    async def run(index: int, part: multipart.Part) -> None:
-        outcomes[index] = await run_in_threadpool(store, part)
+    async def run(index: int, batch: list[multipart.Part]) -> None:
+        outcomes[index] = await run_in_threadpool(store, batch)
 
-    for index, part in enumerate(parts):
-        is_large = part.size_bytes > PARALLEL_PART_BYTES
-        while len(running) > (0 if is_large else STORE_PARALLEL_PARTS - 1):
+    for index, batch in enumerate(batches):
+        is_large = sum(part.size_bytes for part in batch) > BATCH_BYTES
+        while len(running) > (0 if is_large else STORE_PARALLEL_BATCHES - 1):
             done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
         if is_large:
-            await run(index, part)
+            await run(index, batch)
         else:
-            running.add(asyncio.ensure_future(run(index, part)))
+            running.add(asyncio.ensure_future(run(index, batch)))
     if running:
         await asyncio.gather(*running)
-    return [outcome for outcome in outcomes if outcome is not None]
+    return [outcome for batch_outcomes in outcomes for outcome in batch_outcomes]
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:
