@@ -24,6 +24,7 @@ from qoima.archive.archive import Archive
 from qoima.config import load_settings
 from qoima.index.audit import compute_hash
 from qoima.index.tables import audit_event, audit_patient
+from tests.factories import make_instance, to_bytes
 from tests.security.conftest import PASSWORD, PATIENT_A, PATIENT_B, PEER_AE, SecureServer, study_uid
 
 STUDY_A, STUDY_B = study_uid(PATIENT_A), study_uid(PATIENT_B)
@@ -181,6 +182,30 @@ def test_intact_trail_verifies(trail: tuple[Archive, list[str]]) -> None:
     result = _verify_cli(args)
     assert result.returncode == 0, result.stderr
     assert "intact: 5 records" in result.stdout
+
+
+def test_records_written_in_batches_chain_and_index_their_patients(
+        trail: tuple[Archive, list[str]]) -> None:
+    archive, _args = trail
+    studies = []
+    for number in range(3):
+        ds = make_instance(patient_id=f"BATCH{number}", study=f"batch-{number}")
+        archive.store_instance(to_bytes(ds), "test")
+        studies.append(str(ds.StudyInstanceUID))
+    writer = audit.AuditWriter(archive)
+    who = Principal("dr.b", "radiologist", "session", "10.0.0.8")
+    for number in range(60):  # queued faster than written: the writer takes them in batches
+        writer.submit(who, "query", "success",
+                      study_instance_uids=[studies[number % 3], "1.2.3.unknown"])
+    writer.close()
+    result = audit.verify(archive)
+    assert result.is_intact
+    assert result.records == 65
+    rows = archive.database.read(lambda conn: conn.execute(
+        select(audit_patient.c.patient_id, audit_patient.c.event_id)
+        .where(audit_patient.c.event_id > 5)).all())
+    assert len(rows) == 60
+    assert set(rows) == {(f"BATCH{(e - 6) % 3}", e) for e in range(6, 66)}
 
 
 def test_changed_record_is_found(trail: tuple[Archive, list[str]]) -> None:

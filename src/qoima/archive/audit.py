@@ -46,7 +46,7 @@ def record(archive: Archive, principal: Principal | None, action: str, outcome: 
            detail: str = "") -> int:
     """Append one audit record; patient IDs of the studies are looked up here. Returns its id."""
     event = _event(principal, action, outcome, study_instance_uids, patient_ids, detail)
-    event_id = archive.database.write(lambda conn: _append(conn, event))
+    [event_id] = archive.database.write(lambda conn: _append(conn, [event]))
     _after_write(archive, event_id, 1)
     return event_id
 
@@ -60,13 +60,18 @@ def _event(principal: Principal | None, action: str, outcome: str,
                          outcome, tuple(patient_ids), tuple(study_instance_uids), detail)
 
 
-def _append(conn: Any, event: NewAuditEvent) -> int:
-    studies = sorted({u for u in event.study_instance_uids if u})[:1000]
-    patients = set(event.patient_ids) | set(
-        index_audit.patients_of_studies(conn, studies).values())
-    row = index_audit.append_event(conn, dataclasses.replace(
-        event, patient_ids=tuple(p for p in patients if p), study_instance_uids=tuple(studies)))
-    return int(row["id"])
+def _append(conn: Any, events: list[NewAuditEvent]) -> list[int]:
+    """Append ``events`` in order, with the patients of their studies looked up here."""
+    studies = {event: sorted({u for u in event.study_instance_uids if u})[:1000]
+               for event in events}
+    patient_of = index_audit.patients_of_studies(
+        conn, sorted({uid for uids in studies.values() for uid in uids}))
+    rows = index_audit.append_events(conn, [dataclasses.replace(
+        event, patient_ids=tuple(p for p in set(event.patient_ids)
+                                 | {patient_of[u] for u in studies[event] if u in patient_of}
+                                 if p),
+        study_instance_uids=tuple(studies[event])) for event in events])
+    return [int(row["id"]) for row in rows]
 
 
 def _after_write(archive: Archive, last_id: int, count: int) -> None:
@@ -124,7 +129,7 @@ class AuditWriter:
     def _write(self, pending: list[NewAuditEvent]) -> None:
         try:
             ids = self.archive.database.write(
-                lambda conn: [_append(conn, item) for item in pending])
+                lambda conn: _append(conn, pending))
         except Exception:
             logger.exception("%d audit records could not be written", len(pending))
             return

@@ -44,29 +44,37 @@ def compute_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def append_event(conn: Connection, event: NewAuditEvent) -> dict[str, Any]:
-    """Insert one event chained to the last one; run inside a write transaction."""
+def append_events(conn: Connection, events: list[NewAuditEvent]) -> list[dict[str, Any]]:
+    """Insert events in order, each chained to the one before, with one read of the last row
+    and one insert per table; run inside a write transaction."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_AUDIT_LOCK})
     last = conn.execute(select(audit_event.c.id, audit_event.c.record_hash)
                         .order_by(audit_event.c.id.desc()).limit(1)).first()
-    row: dict[str, Any] = {
-        "id": (last.id + 1) if last else 1,
-        "occurred_at": event.occurred_at, "actor": event.actor[:128], "role": event.role,
-        "via": event.via, "source_address": event.source_address[:128],
-        "action": event.action, "outcome": event.outcome,
-        "patient_ids": json.dumps(sorted(set(event.patient_ids))),
-        "study_instance_uids": json.dumps(sorted(set(event.study_instance_uids))),
-        "detail": event.detail[:2000],
-        "previous_hash": last.record_hash if last else GENESIS_HASH,
-    }
-    row["record_hash"] = compute_hash(row)
-    conn.execute(insert(audit_event).values(**row))
-    patient_ids = sorted({p[:64] for p in event.patient_ids if p})
-    if patient_ids:
-        conn.execute(insert(audit_patient),
-                     [{"event_id": row["id"], "patient_id": p} for p in patient_ids])
-    return row
+    next_id, previous_hash = ((last.id + 1, last.record_hash) if last else (1, GENESIS_HASH))
+    rows: list[dict[str, Any]] = []
+    patient_rows: list[dict[str, Any]] = []
+    for event in events:
+        row: dict[str, Any] = {
+            "id": next_id,
+            "occurred_at": event.occurred_at, "actor": event.actor[:128], "role": event.role,
+            "via": event.via, "source_address": event.source_address[:128],
+            "action": event.action, "outcome": event.outcome,
+            "patient_ids": json.dumps(sorted(set(event.patient_ids))),
+            "study_instance_uids": json.dumps(sorted(set(event.study_instance_uids))),
+            "detail": event.detail[:2000],
+            "previous_hash": previous_hash,
+        }
+        row["record_hash"] = previous_hash = compute_hash(row)
+        rows.append(row)
+        patient_rows += [{"event_id": next_id, "patient_id": p}
+                         for p in sorted({p[:64] for p in event.patient_ids if p})]
+        next_id += 1
+    # The rows as execute parameters, not insert().values(): one statement, compiled once.
+    conn.execute(insert(audit_event), rows)
+    if patient_rows:
+        conn.execute(insert(audit_patient), patient_rows)
+    return rows
 
 
 def iter_events(conn: Connection, after_id: int = 0, batch: int = 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, exists, func, or_, select
@@ -88,22 +89,29 @@ def scope_clause(scope: ReadScope, level: Level) -> ColumnElement[bool]:
     return or_(granted, study_in_scope(study))
 
 
-def build_select(query: Query) -> Select[Any]:
-    from_clause, columns = _joined(query.level)
+@functools.cache
+def _level_select(level: Level) -> tuple[Any, dict[str, Any], Select[Any]]:
+    """The FROM clause, the columns and the SELECT of every return key at ``level``, made once
+    (SQLAlchemy constructs are immutable, and the parts' cache keys are then memoized)."""
+    from_clause, columns = _joined(level)
     selected = [column.label(keyword) for keyword, column in columns.items()
                 if not keyword.endswith(":norm")]
-    if query.level == Level.IMAGE:
+    if level == Level.IMAGE:
         selected += [instance.c.transfer_syntax_uid.label("_transfer_syntax_uid"),
                      instance.c.blob_key.label("_blob_key"),
                      instance.c.size_bytes.label("_size_bytes")]
-    if query.level == Level.STUDY:
+    if level == Level.STUDY:
         selected += [study.c.ai_priority.label("_ai_priority"),
                      study.c.updated_at.label("_updated_at")]
+    return from_clause, columns, select(*selected).select_from(from_clause)
+
+
+def build_select(query: Query) -> Select[Any]:
+    from_clause, columns, statement = _level_select(query.level)
     clauses = [condition_clause(c, columns) for c in query.conditions]
     if query.scope is not None:
         clauses.append(scope_clause(query.scope, query.level))
     table = _TABLES[query.level]
-    statement = select(*selected).select_from(from_clause)
     if query.limit is None and not query.offset:
         return (statement.where(*clauses) if clauses else statement).order_by(table.c.id)
     # A page: the ids first, from the level's own table alone when the conditions need no
