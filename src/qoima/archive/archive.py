@@ -26,6 +26,16 @@ from qoima.storage import BlobStore, new_key
 logger = logging.getLogger(__name__)
 
 
+def _run_now(fn: Any, *args: Any) -> Future[Any]:
+    """``fn(*args)`` run in this thread, as a settled future (``submit`` without the pool)."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 def _settle(future: Future[Any]) -> None:
     """Wait for ``future``, whatever its outcome (its error is reported elsewhere or moot)."""
     with contextlib.suppress(Exception):
@@ -100,15 +110,17 @@ class Archive:
             except QoimaError as exc:
                 outcomes[index] = exc
                 continue
-            # Blobs are written (and fsynced) in other threads while this one parses and
-            # hashes the next instances and runs the index statements; the commit waits for
-            # them, so an index row is never durable before its bytes. The duplicate check
-            # runs inside the write transaction: a rare duplicate costs one blob written and
-            # deleted.
+            # A batch's blobs are written (and fsynced) in other threads while this one
+            # parses and hashes the next instances; a single instance (C-STORE) is written
+            # here, without a hand-off to another thread and back. The index transaction
+            # starts once the bytes are durable, so an index row never is before its bytes,
+            # and the index's write lock (shared by every process on SQLite) is not held
+            # while a blob's fsync runs. The duplicate check runs inside the transaction: a
+            # rare duplicate costs one blob written and deleted.
             key = new_key()
-            pending.append(_Pending(index, parsed, key,
-                                    self._blob_writer.submit(self.blobs.write, key,
-                                                             parsed.part10),
+            write = self._blob_writer.submit if len(datas) > 1 else _run_now
+            pending.append(_Pending(index, parsed, key, write(self.blobs.write, key,
+                                                              parsed.part10),
                                     hashlib.sha256(parsed.part10).hexdigest()))
         if not pending:
             return _all_set(outcomes)
@@ -131,10 +143,10 @@ class Archive:
                 index_instances.insert_instance(conn, index_instances.NewInstance(
                     item.parsed.values, item.parsed.transfer_syntax_uid, item.key,
                     len(item.parsed.part10), item.sha256, origin))
-            for item in pending:
-                item.written.result()
 
         try:
+            for item in pending:
+                item.written.result()
             self.database.write(work)
         except IntegrityError as exc:
             self._discard(pending)

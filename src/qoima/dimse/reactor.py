@@ -245,6 +245,13 @@ def _association_run_reactor(self: Association) -> None:
         wake.clear()
         self._reactor_checkpoint.wait()
         self._is_paused = False
+        if not self._reactor_checkpoint.is_set():
+            # A ``send_*`` call paused the reactor after it passed the checkpoint but before
+            # it marked itself running, and so saw it paused: the response that call waits
+            # for must not be taken off the queue here (it was, once in a few thousand
+            # C-MOVE sub-operations, and the move then stalled until the DIMSE timeout).
+            wake.set()  # come round again without the idle wait, to wait at the checkpoint
+            continue
 
         context_id, msg = self.dimse.get_msg(block=False)
         if msg:
