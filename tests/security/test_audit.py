@@ -208,6 +208,23 @@ def test_records_written_in_batches_chain_and_index_their_patients(
     assert set(rows) == {(f"BATCH{(e - 6) % 3}", e) for e in range(6, 66)}
 
 
+def test_a_batch_naming_over_1000_studies_still_finds_their_patients(
+        trail: tuple[Archive, list[str]]) -> None:
+    archive, _args = trail
+    ds = make_instance(patient_id="LATE1", study="late-study")
+    archive.store_instance(to_bytes(ds), "test")
+    unknown = [f"1.2.3.{number}" for number in range(1200)]  # sort before the stored study
+    who = Principal("dr.c", "radiologist", "session", "10.0.0.9")
+    events = [audit._event(who, "query", "success", unknown[:600], (), ""),
+              audit._event(who, "query", "success", [*unknown[600:], ds.StudyInstanceUID],
+                           (), "")]
+    [_first, second] = archive.database.write(lambda conn: audit._append(conn, events))
+    rows = archive.database.read(lambda conn: conn.execute(
+        select(audit_patient.c.patient_id).where(audit_patient.c.event_id == second)).all())
+    assert [row.patient_id for row in rows] == ["LATE1"]
+    assert audit.verify(archive).is_intact
+
+
 def test_changed_record_is_found(trail: tuple[Archive, list[str]]) -> None:
     archive, args = trail
     archive.database.write(lambda conn: conn.execute(

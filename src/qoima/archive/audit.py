@@ -64,8 +64,10 @@ def _append(conn: Any, events: list[NewAuditEvent]) -> list[int]:
     """Append ``events`` in order, with the patients of their studies looked up here."""
     studies = {event: sorted({u for u in event.study_instance_uids if u})[:1000]
                for event in events}
-    patient_of = index_audit.patients_of_studies(
-        conn, sorted({uid for uids in studies.values() for uid in uids}))
+    every_study = sorted({uid for uids in studies.values() for uid in uids})
+    patient_of: dict[str, str] = {}
+    for start in range(0, len(every_study), 1000):  # patients_of_studies takes 1000 at most
+        patient_of.update(index_audit.patients_of_studies(conn, every_study[start:start + 1000]))
     rows = index_audit.append_events(conn, [dataclasses.replace(
         event, patient_ids=tuple(p for p in set(event.patient_ids)
                                  | {patient_of[u] for u in studies[event] if u in patient_of}
