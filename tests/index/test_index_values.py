@@ -41,6 +41,9 @@ def test_sample_index_values_match_pydicom(path: Path) -> None:
                       "Modality": "CT ", "StudyTime": "101500.5 ", "StudyID": "X\\Y "}),
     ("", "DOE^JOHN", {"SeriesNumber": "2.0", "InstanceNumber": ["1", "2"],
                       "PatientAge": "045Y", "BodyPartExamined": ""}),
+    ("ISO_IR 144", "ИВАНОВА^ОЛЬГА=", {"ReferringPhysicianName": " ЕЛЕНА \\БОРИС "}),
+    ("ISO_IR 192", " ӘБІЛҚАСЫМОВА^ҰЛЖАН== ", {"ReferringPhysicianName": " "}),
+    ("", "\tDOE^JANE", {"ReferringPhysicianName": "\\X"}),
 ])
 def test_edge_case_index_values_match_pydicom(syntax: str, charset: str, name: str,
                                               extra: dict[str, object]) -> None:
