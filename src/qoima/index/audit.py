@@ -12,14 +12,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, bindparam, func, insert, select, text
 
+from qoima.index.database import raw_execute
 from qoima.index.tables import audit_event, audit_patient, patient, study
 
 GENESIS_HASH = "0" * 64
 _POSTGRES_AUDIT_LOCK = 0x51_6F_69_6D_61  # pg_advisory_xact_lock key: one appender at a time
 HASHED_FIELDS = ("id", "occurred_at", "actor", "role", "via", "source_address", "action",
                  "outcome", "patient_ids", "study_instance_uids", "detail", "previous_hash")
+
+
+# Run on the DBAPI cursor (``raw_execute``): an audit record is appended for every query and
+# retrieval, and SQLAlchemy's per-statement work cost more than SQLite's.
+_LAST_EVENT = select(audit_event.c.id, audit_event.c.record_hash).order_by(
+    audit_event.c.id.desc()).limit(1)
+_INSERT_EVENT = insert(audit_event)
+_INSERT_PATIENT = insert(audit_patient)
+_PATIENT_OF_STUDY = select(patient.c.patient_id).join(
+    study, patient.c.id == study.c.patient_id_fk).where(
+    study.c.study_instance_uid == bindparam("b_uid"))
+_FEW_STUDIES = 16  # looked up one by one; more in one IN query
 
 
 @dataclass(frozen=True)
@@ -49,9 +62,8 @@ def append_events(conn: Connection, events: list[NewAuditEvent]) -> list[dict[st
     and one insert per table; run inside a write transaction."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_AUDIT_LOCK})
-    last = conn.execute(select(audit_event.c.id, audit_event.c.record_hash)
-                        .order_by(audit_event.c.id.desc()).limit(1)).first()
-    next_id, previous_hash = ((last.id + 1, last.record_hash) if last else (1, GENESIS_HASH))
+    last = raw_execute(conn, _LAST_EVENT, {}).fetchone()
+    next_id, previous_hash = ((last[0] + 1, last[1]) if last else (1, GENESIS_HASH))
     rows: list[dict[str, Any]] = []
     patient_rows: list[dict[str, Any]] = []
     for event in events:
@@ -70,10 +82,10 @@ def append_events(conn: Connection, events: list[NewAuditEvent]) -> list[dict[st
         patient_rows += [{"event_id": next_id, "patient_id": p}
                          for p in sorted({p[:64] for p in event.patient_ids if p})]
         next_id += 1
-    # The rows as execute parameters, not insert().values(): one statement, compiled once.
-    conn.execute(insert(audit_event), rows)
-    if patient_rows:
-        conn.execute(insert(audit_patient), patient_rows)
+    for row in rows:
+        raw_execute(conn, _INSERT_EVENT, row).close()
+    for patient_row in patient_rows:
+        raw_execute(conn, _INSERT_PATIENT, patient_row).close()
     return rows
 
 
@@ -106,6 +118,13 @@ def patients_of_studies(conn: Connection, study_instance_uids: list[str]) -> dic
     """StudyInstanceUID -> PatientID for the studies that exist."""
     if not study_instance_uids:
         return {}
+    if len(study_instance_uids) <= _FEW_STUDIES:
+        found = {}
+        for uid in study_instance_uids:
+            row = raw_execute(conn, _PATIENT_OF_STUDY, {"b_uid": uid}).fetchone()
+            if row is not None:
+                found[uid] = row[0] or ""
+        return found
     query = (select(study.c.study_instance_uid, patient.c.patient_id)
              .join(patient, patient.c.id == study.c.patient_id_fk)
              .where(study.c.study_instance_uid.in_(study_instance_uids[:1000])))
