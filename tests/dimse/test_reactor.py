@@ -9,6 +9,8 @@ timeout). The association is a stand-in for pynetdicom's: only what the loop tou
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from types import SimpleNamespace
@@ -65,3 +67,43 @@ def test_reactor_leaves_the_queue_to_a_sender_that_paused_it() -> None:
     checkpoint.set()  # the sender has its response
     loop.join(5)
     assert taken == [True]
+
+
+def test_buffers_sent_with_sendmsg_arrive_whole_and_in_order_through_partial_sends() -> None:
+    """A batch of framed PDUs goes out as a list of buffers with ``sendmsg``; a reader slower
+    than the sender (a small send buffer) makes the kernel take a part at a time, and the
+    send resumes inside a buffer. The peer must read exactly the joined bytes (a send that
+    did not resume where the kernel stopped fails this)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    left = socket.create_connection(listener.getsockname())
+    right, _ = listener.accept()
+    listener.close()
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    left.settimeout(30)  # as pynetdicom's sockets: sends may then be partial
+    parts: list[bytes | memoryview] = []
+    block = memoryview(bytes(range(256)) * 4096)  # 1 MiB, as a file block is read
+    for index in range(64):
+        parts += (struct.pack(">I", index) * 3, block[index * 16384:(index + 1) * 16384])
+    expected = b"".join(parts)
+    received = bytearray()
+
+    def read_slowly() -> None:
+        while len(received) < len(expected):
+            chunk = right.recv(7000)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    closed: list[str] = []
+    sender = SimpleNamespace(socket=left, assoc=SimpleNamespace(get_handlers=lambda event: []),
+                             event_queue=SimpleNamespace(put=closed.append))
+    try:
+        reactor._socket_send(lambda self, data: None)(sender, parts)
+        reader.join(30)
+    finally:
+        left.close()
+        right.close()
+    assert closed == []
+    assert bytes(received) == expected

@@ -21,8 +21,9 @@ need be, and converted by pynetdicom as before.
 pynetdicom sends each P-DATA-TF PDU of a message through its queues and state machine one by
 one; at the 16 KB a peer such as DCMTK accepts, a 512 KB CT slice is 33 of them. Outgoing
 DIMSE messages are now framed here into ready P-DATA-TF PDUs (the same bytes pynetdicom would
-make), read from a file and handed to the DUL about 1 MB at a time and written with one socket
-call. Incoming PDUs were read 4 KB per ``recv`` call (about 130 calls for a CT slice); they are
+make), read from a file and handed to the DUL about 1 MB at a time and written with one
+gathering socket call (``sendmsg``, without joining them into one copy first; joined over
+TLS). Incoming PDUs were read 4 KB per ``recv`` call (about 130 calls for a CT slice); they are
 now read straight into one buffer of the PDU's size, and a received P-DATA-TF PDU is split into
 its items in place rather than copied into PDU and item objects. Each read ends by asking Linux
 for an immediate ACK (``TCP_QUICKACK``): a peer with Nagle's algorithm on sends a C-STORE's
@@ -393,16 +394,19 @@ def _dataset_offset(path: str) -> int:
 
 
 _PDU_BATCH_BYTES = 1 << 20
+_IOV_MAX = 512  # buffers per sendmsg call (Linux allows 1024)
 
 
 class _EncodedPData(P_DATA):  # type: ignore[misc]
-    """P-DATA-TF PDUs already encoded: a P-DATA primitive to the DUL, its own PDU to the FSM."""
+    """P-DATA-TF PDUs already encoded: a P-DATA primitive to the DUL, its own PDU to the FSM.
+    Encoded as a list of buffers (PDU headers and views of the file's bytes), which the
+    socket sends with one gathering call rather than after joining them into one copy."""
 
-    def __init__(self, encoded: bytes) -> None:
+    def __init__(self, encoded: list[bytes | memoryview]) -> None:
         super().__init__()
         self.encoded = encoded
 
-    def encode(self) -> bytes:
+    def encode(self) -> list[bytes | memoryview]:
         return self.encoded
 
 
@@ -522,10 +526,35 @@ def _send_batched(dul: DULServiceProvider, fragments: Iterator[tuple[bytes, memo
         parts += (header, chunk)
         pending += len(chunk)
         if pending >= _PDU_BATCH_BYTES:
-            dul.send_pdu(_EncodedPData(b"".join(parts)))
+            dul.send_pdu(_EncodedPData(parts))
             parts, pending = [], 0
     if parts:
-        dul.send_pdu(_EncodedPData(b"".join(parts)))
+        dul.send_pdu(_EncodedPData(parts))
+
+
+def _socket_send(original: Any) -> Any:
+    def send(self: AssociationSocket, bytestream: Any) -> None:
+        """pynetdicom's ``AssociationSocket.send``; a list of buffers (``_EncodedPData``) goes
+        out with ``sendmsg``, resumed where a partial send stopped."""
+        if not isinstance(bytestream, list):
+            original(self, bytestream)
+            return
+        if isinstance(self.socket, ssl.SSLSocket):  # no sendmsg over TLS
+            original(self, b"".join(bytestream))
+            return
+        sock = cast(socket.socket, self.socket)
+        buffers = [memoryview(part).cast("B") for part in bytestream]
+        try:
+            while buffers:
+                sent = sock.sendmsg(buffers[:_IOV_MAX])
+                while sent and sent >= len(buffers[0]):
+                    sent -= len(buffers.pop(0))
+                if sent:
+                    buffers[0] = buffers[0][sent:]
+            evt.trigger(self.assoc, evt.EVT_DATA_SENT, {"data": bytestream})
+        except Exception:
+            self.event_queue.put("Evt17")  # transport connection closed, as pynetdicom does
+    return send
 
 
 def _socket_recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
@@ -597,6 +626,7 @@ def install() -> bool:
     Association.kill = _association_kill  # type: ignore[method-assign]
     pynetdicom.transport.deepcopy = _copy_contexts  # type: ignore[attr-defined]
     AssociationSocket.recv = _socket_recv  # type: ignore[method-assign]
+    AssociationSocket.send = _socket_send(AssociationSocket.send)  # type: ignore[method-assign]
     Association.send_c_store = _send_c_store(Association.send_c_store)  # type: ignore[method-assign]
     pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True  # a path is sent from the file, unread
     DIMSEServiceProvider.send_msg = _dimse_send_msg  # type: ignore[method-assign]
