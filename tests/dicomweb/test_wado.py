@@ -91,6 +91,7 @@ def test_unknown_uids_get_404(loaded: LoadedServer) -> None:
     ds = pydicom.dcmread(sample("ct/CT_small.dcm"), stop_before_pixels=True)
     for path in ("/studies/1.2.3", f"/studies/{ds.StudyInstanceUID}/series/1.2.3",
                  f"/studies/1.2.3/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}",
+                 f"/studies/{ds.StudyInstanceUID}/series/1.2.3/instances/{ds.SOPInstanceUID}",
                  "/studies/1.2.3/metadata"):
         response = httpx.get(loaded.url + path)
         assert response.status_code == 404, path

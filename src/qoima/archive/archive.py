@@ -62,6 +62,27 @@ class ArchivePolicy:
     orphan_sweep_age_s: float = 3600.0
 
 
+_UID_COLUMNS = {"StudyInstanceUID": "study_instance_uid",
+                "SeriesInstanceUID": "series_instance_uid", "SOPInstanceUID": "sop_instance_uid"}
+
+
+def _one_instance(query: Query) -> dict[str, str] | None:
+    """The UIDs of a query that names one instance by its SOP Instance UID (and perhaps its
+    study and series), each matched exactly; None for any other query. Such a query is
+    answered by one indexed lookup, without building the general SELECT."""
+    uids: dict[str, str] = {}
+    for condition in query.conditions:
+        if condition.keyword not in _UID_COLUMNS or condition.keyword in uids:
+            return None
+        if condition.kind == "single":
+            uids[condition.keyword] = condition.value
+        elif condition.kind == "uid_list" and len(condition.values) == 1:
+            uids[condition.keyword] = condition.values[0]
+        else:
+            return None
+    return uids if "SOPInstanceUID" in uids and query.scope is None else None
+
+
 @dataclass(frozen=True)
 class StoredInstance:
     sop_instance_uid: str
@@ -214,6 +235,15 @@ class Archive:
     # Retrieve -------------------------------------------------------------------------------
     def instances_for(self, query: Query) -> list[StoredInstance]:
         """Stored instances under the matches of ``query`` (any level), in a stable order."""
+        uids = _one_instance(query)
+        if uids is not None:  # one instance named by its UIDs (WADO-RS, C-GET at IMAGE level)
+            row = self.database.read(
+                lambda conn: index_instances.find_instance(conn, uids["SOPInstanceUID"]))
+            if row is None or any(getattr(row, _UID_COLUMNS[k]) != v for k, v in uids.items()):
+                return []
+            return [StoredInstance(row.sop_instance_uid, row.sop_class_uid,
+                                   row.study_instance_uid, row.series_instance_uid,
+                                   row.transfer_syntax_uid, row.blob_key, row.size_bytes)]
         image_query = Query(Level.IMAGE, query.conditions)
         rows = self.database.read(lambda conn: index_search.find(conn, image_query))
         return [StoredInstance(r["SOPInstanceUID"], r["SOPClassUID"], r["StudyInstanceUID"],
