@@ -80,7 +80,7 @@ def _one_instance(query: Query) -> dict[str, str] | None:
             uids[condition.keyword] = condition.values[0]
         else:
             return None
-    return uids if "SOPInstanceUID" in uids and query.scope is None else None
+    return uids if "SOPInstanceUID" in uids else None
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,12 @@ class StoredInstance:
     transfer_syntax_uid: str
     blob_key: str
     size_bytes: int
+
+
+def _stored(row: index_instances.InstanceRow) -> StoredInstance:
+    return StoredInstance(row.sop_instance_uid, row.sop_class_uid, row.study_instance_uid,
+                          row.series_instance_uid, row.transfer_syntax_uid, row.blob_key,
+                          row.size_bytes)
 
 
 class Archive:
@@ -241,9 +247,7 @@ class Archive:
                 lambda conn: index_instances.find_instance(conn, uids["SOPInstanceUID"]))
             if row is None or any(getattr(row, _UID_COLUMNS[k]) != v for k, v in uids.items()):
                 return []
-            return [StoredInstance(row.sop_instance_uid, row.sop_class_uid,
-                                   row.study_instance_uid, row.series_instance_uid,
-                                   row.transfer_syntax_uid, row.blob_key, row.size_bytes)]
+            return [_stored(row)]
         image_query = Query(Level.IMAGE, query.conditions)
         rows = self.database.read(lambda conn: index_search.find(conn, image_query))
         return [StoredInstance(r["SOPInstanceUID"], r["SOPClassUID"], r["StudyInstanceUID"],
@@ -255,9 +259,7 @@ class Archive:
             lambda conn: index_instances.find_instance(conn, sop_instance_uid))
         if row is None:
             raise NotFound(f"instance {sop_instance_uid} not found")
-        return StoredInstance(row.sop_instance_uid, row.sop_class_uid, row.study_instance_uid,
-                              row.series_instance_uid, row.transfer_syntax_uid, row.blob_key,
-                              row.size_bytes)
+        return _stored(row)
 
     def read_instance(self, stored: StoredInstance) -> bytes:
         return self.blobs.read(stored.blob_key)

@@ -209,8 +209,8 @@ def scan(data: bytes, max_sequence_depth: int) -> Dataset | None:
         return None
     try:
         meta: dict[int, RawDataElement] = {}
-        position = _elements(data, 132, len(data), False, 0, max_sequence_depth, meta,
-                             meta_only=True)
+        position = _elements(data, 132, len(data), True, 0, max_sequence_depth, meta,
+                             meta_only=True)  # File Meta: always explicit VR little endian
         syntax_raw = meta.get(0x00020010)
         if not meta or syntax_raw is None or syntax_raw.value is None:
             return None
@@ -221,9 +221,9 @@ def scan(data: bytes, max_sequence_depth: int) -> Dataset | None:
             explicit = True
         else:
             return None
-        if len(data) - position < 8 or (data[position + 4:position + 6] in _SHORT_VRS
-                                        or data[position + 4:position + 6] in _LONG_VRS
-                                        ) is not explicit:
+        first_vr = data[position + 4:position + 6]
+        if len(data) - position < 8 or (first_vr in _SHORT_VRS
+                                        or first_vr in _LONG_VRS) is not explicit:
             return None  # pydicom would guess the VR encoding from the first element
         kept: dict[int, RawDataElement] = {}
         _elements(data, position, len(data), explicit, 0, max_sequence_depth, kept)
@@ -253,7 +253,7 @@ def _elements(data: bytes, position: int, end: int | None, explicit: bool, depth
             return position + 8
         if group == 0xFFFE:
             raise _NotPlain
-        if explicit or meta_only:
+        if explicit:
             vr_bytes = data[position + 4:position + 6]
             if vr_bytes in _LONG_VRS:
                 length = _U32.unpack_from(data, position + 8)[0]
@@ -287,8 +287,8 @@ def _elements(data: bytes, position: int, end: int | None, explicit: bool, depth
             value = None if length > _DEFER_BYTES else data[value_at:position]
         if kept is not None and (meta_only or tag in _SCANNED_TAGS):
             key = BaseTag(tag)
-            kept[key] = RawDataElement(key, vr, length, value, value_at,
-                                       not (explicit or meta_only), True, True, False)
+            kept[key] = RawDataElement(key, vr, length, value, value_at, not explicit, True,
+                                       True, False)
     if end is not None and position != end:
         raise _NotPlain
     return position
