@@ -42,6 +42,7 @@ from qoima.storage import open_blob_store
 
 if TYPE_CHECKING:
     from qoima.ai.worker import AiServiceOptions
+    from qoima.dimse.server import SharedLoad
 
 logger = logging.getLogger(__name__)
 
@@ -114,19 +115,23 @@ class Listeners:
 
     dimse: socket.socket | None = None
     http: socket.socket | None = None
+    load: SharedLoad | None = None  # associations per process, shared by all of them
 
 
 def _start_dimse(archive: Archive, settings: Settings,
                  listeners: Listeners) -> Callable[[], None]:
-    from qoima.dimse.server import DimseOptions, start_server
+    from qoima.dimse.server import DimseOptions, SharedLoad, start_server
 
+    if settings.workers > 1 and listeners.load is None:  # the first process
+        counts = multiprocessing.get_context("spawn").RawArray("i", settings.workers)
+        listeners.load = SharedLoad(counts, slot=0)
     server = start_server(archive, DimseOptions(
         ae_title=settings.ae_title, host=settings.host, port=settings.dicom_port,
         max_pdu_bytes=settings.max_pdu_bytes, dimse_timeout_s=settings.dimse_timeout_s,
         network_timeout_s=settings.network_timeout_s,
         max_associations=settings.max_associations, is_port_shared=settings.workers > 1),
         is_access_enforced=settings.is_auth_enforced, ssl_context=dicom_tls_context(settings),
-        listen_socket=listeners.dimse)
+        listen_socket=listeners.dimse, load=listeners.load)
     listeners.dimse = server.socket
     return server.shutdown
 
@@ -343,8 +348,10 @@ def _start_workers(settings: Settings, listeners: Listeners) -> Callable[[], Non
     returns their stopper (SIGTERM, then SIGKILL after 15 s). They die with this process
     (PR_SET_PDEATHSIG), so a crashed server never leaves one holding the ports."""
     context = multiprocessing.get_context("spawn")
+    assert listeners.load is not None
     processes = [context.Process(target=_run_worker,
-                                 args=(settings, os.getpid(), listeners),
+                                 args=(settings, os.getpid(), replace(
+                                     listeners, load=replace(listeners.load, slot=n))),
                                  name=f"qoima-worker-{n}", daemon=False)
                  for n in range(1, settings.workers)]
     for process in processes:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import ssl
 import threading
 import time
+from collections.abc import MutableSequence
 from dataclasses import dataclass
 
 from pydicom import uid
@@ -71,15 +73,27 @@ class DimseOptions:
     is_port_shared: bool = False  # other ``qoima serve`` processes accept on the same socket
 
 
+@dataclass(frozen=True)
+class SharedLoad:
+    """How many associations each process sharing the listening socket is serving (an
+    array in shared memory, one slot per process), and this process's slot."""
+
+    counts: MutableSequence[int]
+    slot: int
+
+
 class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
     """A listening socket that other ``qoima serve`` worker processes accept on too (the first
-    process binds it and hands it to the workers). Each process tries to accept a waiting
-    connection; one already serving associations first waits 1 ms per association, so an
-    idle process takes it and associations spread evenly. (SO_REUSEPORT leaves the choice to
-    a hash of the peer's address and port: four associations often landed 3-1 or 4-0 on two
-    processes.)"""
+    process binds it and hands it to the workers). Every process wakes for a waiting
+    connection; one serving more associations than another process lets that one accept it,
+    waiting until it is taken (at most ``YIELD_S``, in case that process is stuck), so
+    associations spread evenly. (SO_REUSEPORT leaves the choice to a hash of the peer's
+    address and port: four associations often landed 3-1 or 4-0 on two processes; a fixed
+    1 ms wait per association still lost the race now and then on a loaded host.)"""
 
+    YIELD_S = 0.05
     listen_socket: socket.socket | None = None  # set by a subclass made in ``start_server``
+    load: SharedLoad | None = None  # likewise
 
     def server_bind(self) -> None:
         if self.listen_socket is None:
@@ -95,10 +109,26 @@ class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
             super().server_activate()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        busy = len(self.active_associations)
-        if busy:
-            time.sleep(min(busy, 10) / 1000)
-        return super().get_request()  # BlockingIOError when another process took it
+        mine = self.publish_load()
+        if self.load is not None:
+            counts = self.load.counts
+            deadline = time.monotonic() + self.YIELD_S
+            while (mine > min(counts) and time.monotonic() < deadline
+                   and select.select([self.socket], [], [], 0.001)[0]):
+                time.sleep(0.001)
+        request = super().get_request()  # BlockingIOError when another process took it
+        if self.load is not None:
+            self.load.counts[self.load.slot] = mine + 1
+        return request
+
+    def publish_load(self, leaving: object = None) -> int:
+        """Count the associations this process serves (not ``leaving``, nor any released,
+        aborted or rejected one whose thread has yet to end) and share the count."""
+        mine = sum(1 for assoc in self.active_associations if assoc is not leaving
+                   and not (assoc.is_released or assoc.is_aborted or assoc.is_rejected))
+        if self.load is not None:
+            self.load.counts[self.load.slot] = mine
+        return mine
 
 
 def storage_sop_classes() -> list[str]:
@@ -127,10 +157,12 @@ def build_ae(options: DimseOptions) -> AE:
 
 def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced: bool = False,
                  ssl_context: ssl.SSLContext | None = None,
-                 listen_socket: socket.socket | None = None) -> ThreadedAssociationServer:
+                 listen_socket: socket.socket | None = None,
+                 load: SharedLoad | None = None) -> ThreadedAssociationServer:
     """Start listening in background threads; returns the server (call ``shutdown``).
     ``is_access_enforced``: only allow-listed peers (issue 6); ``ssl_context``: DICOM TLS;
-    ``listen_socket``: the first process's listening socket, in a worker process."""
+    ``listen_socket``: the first process's listening socket, in a worker process; ``load``:
+    the associations each process sharing the port serves (``is_port_shared``)."""
     ae = build_ae(options)
     bound = handlers.DimseHandlers(archive, ae_title=options.ae_title)
     events = [
@@ -145,12 +177,14 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
     server_class: type = ThreadedAssociationServer
     if options.is_port_shared:
         server_class = type("SharedListenerServer", (_SharedListenerServer,),
-                            {"listen_socket": listen_socket})
+                            {"listen_socket": listen_socket, "load": load})
     server = ae.make_server((options.host, options.port), evt_handlers=guarded,
                             ssl_context=ssl_context, server_class=server_class)
     # what AE.start_server(block=False) does, with our choice of server class
     threading.Thread(target=make_target(server.serve_forever), name="dimse-acceptor",
                      daemon=True).start()
     ae._servers.append(server)  # server.shutdown() removes itself from the AE's list
+    if load is not None:  # a process whose associations end is at once less busy for the others
+        server.bind(evt.EVT_CONN_CLOSE, lambda event: server.publish_load(leaving=event.assoc))
     logger.info("DIMSE listening on %s:%d as %s", options.host, options.port, options.ae_title)
     return server
