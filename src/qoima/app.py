@@ -123,7 +123,8 @@ def _start_dimse(archive: Archive, settings: Settings,
     from qoima.dimse.server import DimseOptions, SharedLoad, start_server
 
     if settings.workers > 1 and listeners.load is None:  # the first process
-        counts = multiprocessing.get_context("spawn").RawArray("i", settings.workers)
+        counts = multiprocessing.get_context("spawn").RawArray(
+            "i", [SharedLoad.ABSENT] * settings.workers)
         listeners.load = SharedLoad(counts, slot=0)
     server = start_server(archive, DimseOptions(
         ae_title=settings.ae_title, host=settings.host, port=settings.dicom_port,

@@ -76,8 +76,10 @@ class DimseOptions:
 @dataclass(frozen=True)
 class SharedLoad:
     """How many associations each process sharing the listening socket is serving (an
-    array in shared memory, one slot per process), and this process's slot."""
+    array in shared memory, one slot per process; ``ABSENT`` until the process accepts and
+    after it stops), and this process's slot."""
 
+    ABSENT = 1 << 30
     counts: MutableSequence[int]
     slot: int
 
@@ -107,6 +109,12 @@ class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
     def server_activate(self) -> None:
         if self.listen_socket is None:
             super().server_activate()
+        self.publish_load()
+
+    def server_close(self) -> None:
+        if self.load is not None:
+            self.load.counts[self.load.slot] = SharedLoad.ABSENT
+        super().server_close()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         mine = self.publish_load()
