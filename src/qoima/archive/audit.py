@@ -88,8 +88,13 @@ def _after_write(archive: Archive, last_id: int, count: int) -> None:
 
 class AuditWriter:
     """Appends audit records on one background thread, a batch per transaction, so that an
-    HTTP request never waits for the trail's write and commit. ``close`` writes what is
-    still queued; a crash loses at most the records of the last few milliseconds."""
+    HTTP request never waits for the trail's write and commit. A batch takes what arrives
+    within ``LINGER_S`` of its first record: one request after another (a viewer's QIDO
+    queries) then shares a commit instead of paying one each (about 0.7 ms of server CPU
+    per request). ``close`` writes what is still queued; a crash loses at most the records
+    of the last few tens of milliseconds."""
+
+    LINGER_S = 0.025
 
     def __init__(self, archive: Archive, max_batch: int = 200) -> None:
         self.archive = archive
@@ -117,9 +122,10 @@ class AuditWriter:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
+            deadline = time.monotonic() + self.LINGER_S
+            while len(batch) < self.max_batch and batch[-1] is not None:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             pending = [item for item in batch if item is not None]
