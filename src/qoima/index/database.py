@@ -146,10 +146,10 @@ def raw_execute(conn: Connection, statement: Any, params: dict[str, Any]) -> Any
     if own:
         params = {**own, **params}
     args: Any = [params[name] for name in order] if order is not None else params
-    return _dbapi_execute(conn, sql, args)
+    return dbapi_execute(conn, sql, args)
 
 
-def _dbapi_execute(conn: Connection, sql: str, args: Any) -> Any:
+def dbapi_execute(conn: Connection, sql: str, args: Any) -> Any:
     """``sql`` on a DBAPI cursor of ``conn``'s connection; DBAPI errors as SQLAlchemy's."""
     cursor = conn.connection.cursor()
     try:
@@ -180,4 +180,4 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         # Sent on the DBAPI connection: SQLAlchemy's execution machinery cost more than the
         # BEGIN itself on every stored instance.
         immediate = conn.get_execution_options().get("sqlite_immediate")
-        _dbapi_execute(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ()).close()
+        dbapi_execute(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ()).close()

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    bindparam,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.sql.util import find_tables
 
 from qoima.dicom.attributes import LEVEL_ORDER, Level, attributes_at
 from qoima.dicom.query import Query, ReadScope
-from qoima.index.matching import condition_clause
+from qoima.index.database import dbapi_execute
+from qoima.index.matching import condition_params, shape_clause, shape_size
 from qoima.index.tables import facility_region, instance, patient, series, study
 
 _TABLES = {Level.PATIENT: patient, Level.STUDY: study, Level.SERIES: series,
@@ -75,13 +87,26 @@ def _joined(level: Level) -> tuple[Any, dict[str, Any]]:
 
 def scope_clause(scope: ReadScope, level: Level) -> ColumnElement[bool]:
     """Rows the scope lets a caller read; at PATIENT level, patients with such a study."""
+    facilities, regions, patient_ids = _scope_values(scope)
+    return _scope_clause(level, facilities, regions, patient_ids)
+
+
+def _scope_values(scope: ReadScope) -> tuple[list[str], list[str], list[str]]:
+    return sorted(scope.facilities), sorted(scope.regions), sorted(scope.patient_ids)
+
+
+def _scope_clause(level: Level, facilities: list[Any], regions: list[Any],
+                  patient_ids: list[Any]) -> ColumnElement[bool]:
+    def in_(column: Any, values: list[Any]) -> ColumnElement[bool]:
+        return column.in_(values) if values else false()
+
     def study_in_scope(table: Any) -> ColumnElement[bool]:
         in_region = select(facility_region.c.institution_name).where(
-            facility_region.c.region.in_(sorted(scope.regions)))
-        return or_(table.c.institution_name.in_(sorted(scope.facilities)),
+            in_(facility_region.c.region, regions))
+        return or_(in_(table.c.institution_name, facilities),
                    table.c.institution_name.in_(in_region))
 
-    granted = patient.c.patient_id.in_(sorted(scope.patient_ids))
+    granted = in_(patient.c.patient_id, patient_ids)
     if level == Level.PATIENT:
         other = study.alias("scope_study")
         return or_(granted, exists().where(other.c.patient_id_fk == patient.c.id,
@@ -106,13 +131,43 @@ def _level_select(level: Level) -> tuple[Any, dict[str, Any], Select[Any]]:
     return from_clause, columns, select(*selected).select_from(from_clause)
 
 
-def build_select(query: Query) -> Select[Any]:
-    from_clause, columns, statement = _level_select(query.level)
-    clauses = [condition_clause(c, columns) for c in query.conditions]
+Shape = tuple[Level, tuple[tuple[Any, ...], ...], bool, bool]
+
+
+def _shape(query: Query) -> tuple[Shape, list[Any]]:
+    """The query as the shape of its SQL (level, each condition's and the scope's shape,
+    whether it has a limit and an offset) and its parameter values in order."""
+    shapes, values = [], []
+    for condition in query.conditions:
+        shape, condition_values = condition_params(condition)
+        shapes.append(shape)
+        values += condition_values
     if query.scope is not None:
-        clauses.append(scope_clause(query.scope, query.level))
-    table = _TABLES[query.level]
-    if query.limit is None and not query.offset:
+        lists = _scope_values(query.scope)
+        shapes.append(("scope", *(len(values) for values in lists)))
+        values += [value for values in lists for value in values]
+    if query.limit is not None:
+        values.append(query.limit)
+    if query.offset:
+        values.append(query.offset)
+    return (query.level, tuple(shapes), query.limit is not None, bool(query.offset)), values
+
+
+def _build(shape: Shape, binds: list[Any]) -> Select[Any]:
+    """The SELECT of a query's shape; ``binds``: its parameters (values or bind parameters)."""
+    level, shapes, has_limit, has_offset = shape
+    from_clause, columns, statement = _level_select(level)
+    taken = iter(binds)
+    clauses = []
+    for part in shapes:
+        if part[0] == "scope":
+            lists = [[next(taken) for _ in range(size)] for size in part[1:]]
+            clauses.append(_scope_clause(level, *lists))
+        else:
+            clauses.append(shape_clause(part, columns, [next(taken) for _ in range(
+                shape_size(part))]))
+    table = _TABLES[level]
+    if not has_limit and not has_offset:
         return (statement.where(*clauses) if clauses else statement).order_by(table.c.id)
     # A page: the ids first, from the level's own table alone when the conditions need no
     # other (an index on the matched column then covers it: a year of StudyDate at 100k
@@ -124,16 +179,57 @@ def build_select(query: Query) -> Select[Any]:
     if clauses:
         page = page.where(*clauses)
     page = page.order_by(table.c.id)
-    if query.limit is not None:
-        page = page.limit(query.limit)
-    if query.offset:
-        page = page.offset(query.offset)
+    if has_limit:
+        page = page.limit(next(taken))
+    if has_offset:
+        page = page.offset(next(taken))
     return statement.where(table.c.id.in_(page.scalar_subquery())).order_by(table.c.id)
 
 
+def build_select(query: Query) -> Select[Any]:
+    shape, values = _shape(query)
+    return _build(shape, values)
+
+
+_COMPILED: OrderedDict[tuple[str, Shape], tuple[str, list[str], tuple[str, ...] | None,
+                                               dict[str, Any]] | None] = OrderedDict()
+_COMPILED_MAX = 512
+
+
 def find(conn: Connection, query: Query) -> list[dict[str, Any]]:
-    """Matches for ``query``: one dict per match, keyed by DICOM keyword (and ``_`` extras)."""
-    return [dict(row._mapping) for row in conn.execute(build_select(query))]
+    """Matches for ``query``: one dict per match, keyed by DICOM keyword (and ``_`` extras).
+    Each query shape is compiled once per dialect and run on the DBAPI cursor with its
+    values (building, keying and executing the SELECT through SQLAlchemy cost about
+    0.4 ms a query, more than SQLite's own work for most of them)."""
+    shape, values = _shape(query)
+    key = (conn.dialect.name, shape)
+    compiled = _COMPILED.get(key)
+    if compiled is None and key not in _COMPILED:
+        compiled = _compile(conn, shape, len(values))
+        _COMPILED[key] = compiled
+        if len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    if compiled is None:  # a shape that the DBAPI path cannot run
+        return [dict(row._mapping) for row in conn.execute(_build(shape, values))]
+    sql, labels, order, constants = compiled
+    params = {**constants, **{f"p{n}": value for n, value in enumerate(values)}}
+    args: Any = [params[name] for name in order] if order is not None else params
+    cursor = dbapi_execute(conn, sql, args)
+    return [dict(zip(labels, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _compile(conn: Connection, shape: Shape, count: int
+             ) -> tuple[str, list[str], tuple[str, ...] | None, dict[str, Any]] | None:
+    statement = _build(shape, [bindparam(f"p{n}") for n in range(count)])
+    done = statement.compile(dialect=conn.dialect)
+    if "POSTCOMPILE" in done.string or any(
+            column.type.result_processor(conn.dialect, None) is not None
+            for column in statement.selected_columns):
+        return None
+    order = tuple(done.positiontup) if done.positional and done.positiontup else None
+    ours = {f"p{n}" for n in range(count)}
+    constants = {name: value for name, value in done.params.items() if name not in ours}
+    return done.string, [column.key for column in statement.selected_columns], order, constants
 
 
 def count(conn: Connection, query: Query) -> int:
