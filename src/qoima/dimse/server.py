@@ -122,8 +122,9 @@ class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
             counts = self.load.counts
             deadline = time.monotonic() + self.YIELD_S
             while (mine > min(counts) and time.monotonic() < deadline
-                   and select.select([self.socket], [], [], 0.001)[0]):
-                time.sleep(0.001)
+                   and select.select([self.socket], [], [], 0)[0]):
+                time.sleep(0.0005)
+                mine = self.publish_load()  # an association of ours may have just ended
         request = super().get_request()  # BlockingIOError when another process took it
         if self.load is not None:
             self.load.counts[self.load.slot] = mine + 1
