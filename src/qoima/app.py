@@ -130,7 +130,7 @@ def _start_dimse(archive: Archive, settings: Settings,
         ae_title=settings.ae_title, host=settings.host, port=settings.dicom_port,
         max_pdu_bytes=settings.max_pdu_bytes, dimse_timeout_s=settings.dimse_timeout_s,
         network_timeout_s=settings.network_timeout_s,
-        max_associations=settings.max_associations, is_port_shared=settings.workers > 1),
+        max_associations=settings.max_associations),
         is_access_enforced=settings.is_auth_enforced, ssl_context=dicom_tls_context(settings),
         listen_socket=listeners.dimse, load=listeners.load)
     listeners.dimse = server.socket

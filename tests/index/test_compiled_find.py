@@ -64,15 +64,16 @@ def test_compiled_rows_are_sqlalchemys_rows(archive: Archive, level: Level,
                                             ) -> None:
     query = Query(level, tuple(parse_condition(k, v) for k, v in keys.items()), **options)
 
-    def both(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    def both(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
         reference = [dict(row._mapping) for row in conn.execute(search.build_select(query))]
-        return search.find(conn, query), reference, conn.dialect.name
+        return search.find(conn, query), reference, conn.dialect
 
     fast, reference, dialect = archive.database.read(both)
     assert reference or options.get("scope") == ReadScope(), "a query that matches nothing"
     assert fast == reference
-    shape, _values = search._shape(query)
-    assert search._COMPILED[(dialect, shape)] is not None, "the shape ran through SQLAlchemy"
+    shape, values = search._shape(query)
+    assert search._compiled(dialect, shape, len(values)) is not None, \
+        "the shape ran through SQLAlchemy"
 
 
 def test_one_shape_with_other_values_gets_its_own_rows(archive: Archive) -> None:

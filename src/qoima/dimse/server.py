@@ -70,7 +70,6 @@ class DimseOptions:
     dimse_timeout_s: float
     network_timeout_s: float
     max_associations: int
-    is_port_shared: bool = False  # other ``qoima serve`` processes accept on the same socket
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
 
     YIELD_S = 0.05
     listen_socket: socket.socket | None = None  # set by a subclass made in ``start_server``
-    load: SharedLoad | None = None  # likewise
+    load: SharedLoad  # likewise
 
     def server_bind(self) -> None:
         if self.listen_socket is None:
@@ -112,22 +111,19 @@ class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
         self.publish_load()
 
     def server_close(self) -> None:
-        if self.load is not None:
-            self.load.counts[self.load.slot] = SharedLoad.ABSENT
+        self.load.counts[self.load.slot] = SharedLoad.ABSENT
         super().server_close()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         mine = self.publish_load()
-        if self.load is not None:
-            counts = self.load.counts
-            deadline = time.monotonic() + self.YIELD_S
-            while (mine > min(counts) and time.monotonic() < deadline
-                   and select.select([self.socket], [], [], 0)[0]):
-                time.sleep(0.0005)
-                mine = self.publish_load()  # an association of ours may have just ended
+        counts = self.load.counts
+        deadline = time.monotonic() + self.YIELD_S
+        while (mine > min(counts) and time.monotonic() < deadline
+               and select.select([self.socket], [], [], 0)[0]):
+            time.sleep(0.0005)
+            mine = self.publish_load()  # an association of ours may have just ended
         request = super().get_request()  # BlockingIOError when another process took it
-        if self.load is not None:
-            self.load.counts[self.load.slot] = mine + 1
+        counts[self.load.slot] = mine + 1
         return request
 
     def publish_load(self, leaving: object = None) -> int:
@@ -135,8 +131,7 @@ class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
         aborted or rejected one whose thread has yet to end) and share the count."""
         mine = sum(1 for assoc in self.active_associations if assoc is not leaving
                    and not (assoc.is_released or assoc.is_aborted or assoc.is_rejected))
-        if self.load is not None:
-            self.load.counts[self.load.slot] = mine
+        self.load.counts[self.load.slot] = mine
         return mine
 
 
@@ -171,7 +166,8 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
     """Start listening in background threads; returns the server (call ``shutdown``).
     ``is_access_enforced``: only allow-listed peers (issue 6); ``ssl_context``: DICOM TLS;
     ``listen_socket``: the first process's listening socket, in a worker process; ``load``:
-    the associations each process sharing the port serves (``is_port_shared``)."""
+    given when other ``qoima serve`` processes accept on the same socket, the associations
+    each of them serves."""
     ae = build_ae(options)
     bound = handlers.DimseHandlers(archive, ae_title=options.ae_title)
     events = [
@@ -184,16 +180,16 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
     ]
     guarded = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
     server_class: type = ThreadedAssociationServer
-    if options.is_port_shared:
+    if load is not None:
         server_class = type("SharedListenerServer", (_SharedListenerServer,),
                             {"listen_socket": listen_socket, "load": load})
     server = ae.make_server((options.host, options.port), evt_handlers=guarded,
                             ssl_context=ssl_context, server_class=server_class)
+    if load is not None:  # a process whose associations end is at once less busy for the others
+        server.bind(evt.EVT_CONN_CLOSE, lambda event: server.publish_load(leaving=event.assoc))
     # what AE.start_server(block=False) does, with our choice of server class
     threading.Thread(target=make_target(server.serve_forever), name="dimse-acceptor",
                      daemon=True).start()
     ae._servers.append(server)  # server.shutdown() removes itself from the AE's list
-    if load is not None:  # a process whose associations end is at once less busy for the others
-        server.bind(evt.EVT_CONN_CLOSE, lambda event: server.publish_load(leaving=event.assoc))
     logger.info("DIMSE listening on %s:%d as %s", options.host, options.port, options.ae_title)
     return server

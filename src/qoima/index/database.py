@@ -6,7 +6,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,11 +122,35 @@ def _holding(lock_file: int | None) -> Iterator[None]:
         fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-# (dialect, statement id, parameter names) -> (statement, SQL text, parameter order or None
-# for named parameters, the statement's own bound values such as the 1 of "n + 1"); the
-# statement is kept so that its id is never reused.
-_RAW_SQL: dict[tuple[str, int, tuple[str, ...]],
-               tuple[Any, str, tuple[str, ...] | None, dict[str, Any]]] = {}
+@dataclass(frozen=True)
+class DbapiSql:
+    """A Core statement compiled for one dialect, to run on the DBAPI cursor: its SQL text,
+    the order of its parameters (None for named paramstyles) and the values of the
+    parameters the statement fixes itself (such as the 1 of "n + 1")."""
+
+    sql: str
+    order: tuple[str, ...] | None
+    constants: dict[str, Any]
+
+    @classmethod
+    def compile(cls, statement: Any, dialect: Any, names: Collection[str]) -> DbapiSql:
+        """``statement`` for ``dialect``; ``names``: the parameters each run gives."""
+        done = statement.compile(dialect=dialect, column_keys=list(names))
+        order = tuple(done.positiontup) if done.positional and done.positiontup else None
+        return cls(done.string, order,
+                   {name: value for name, value in done.params.items() if name not in names})
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+        """Run with ``params`` on ``conn``'s DBAPI connection; returns the cursor."""
+        if self.constants:
+            params = {**self.constants, **params}
+        args: Any = [params[name] for name in self.order] if self.order is not None else params
+        return dbapi_execute(conn, self.sql, args)
+
+
+# (dialect, statement id, parameter names) -> (statement, its compiled form); the statement
+# is kept so that its id is never reused.
+_RAW_SQL: dict[tuple[str, int, tuple[str, ...]], tuple[Any, DbapiSql]] = {}
 
 
 def raw_execute(conn: Connection, statement: Any, params: dict[str, Any]) -> Any:
@@ -138,15 +163,9 @@ def raw_execute(conn: Connection, statement: Any, params: dict[str, Any]) -> Any
     key = (conn.dialect.name, id(statement), tuple(params))
     compiled = _RAW_SQL.get(key)
     if compiled is None or compiled[0] is not statement:
-        done = statement.compile(dialect=conn.dialect, column_keys=list(params))
-        order = tuple(done.positiontup) if done.positional and done.positiontup else None
-        own = {name: value for name, value in done.params.items() if name not in params}
-        compiled = _RAW_SQL[key] = (statement, done.string, order, own)
-    _statement, sql, order, own = compiled
-    if own:
-        params = {**own, **params}
-    args: Any = [params[name] for name in order] if order is not None else params
-    return dbapi_execute(conn, sql, args)
+        compiled = _RAW_SQL[key] = (statement,
+                                    DbapiSql.compile(statement, conn.dialect, params.keys()))
+    return compiled[1].execute(conn, params)
 
 
 def dbapi_execute(conn: Connection, sql: str, args: Any) -> Any:

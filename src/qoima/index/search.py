@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import (
@@ -21,7 +20,7 @@ from sqlalchemy.sql.util import find_tables
 
 from qoima.dicom.attributes import LEVEL_ORDER, Level, attributes_at
 from qoima.dicom.query import Query, ReadScope
-from qoima.index.database import dbapi_execute
+from qoima.index.database import DbapiSql
 from qoima.index.matching import condition_params, shape_clause, shape_size
 from qoima.index.tables import facility_region, instance, patient, series, study
 
@@ -191,45 +190,32 @@ def build_select(query: Query) -> Select[Any]:
     return _build(shape, values)
 
 
-_COMPILED: OrderedDict[tuple[str, Shape], tuple[str, list[str], tuple[str, ...] | None,
-                                               dict[str, Any]] | None] = OrderedDict()
-_COMPILED_MAX = 512
-
-
 def find(conn: Connection, query: Query) -> list[dict[str, Any]]:
     """Matches for ``query``: one dict per match, keyed by DICOM keyword (and ``_`` extras).
     Each query shape is compiled once per dialect and run on the DBAPI cursor with its
     values (building, keying and executing the SELECT through SQLAlchemy cost about
     0.4 ms a query, more than SQLite's own work for most of them)."""
     shape, values = _shape(query)
-    key = (conn.dialect.name, shape)
-    compiled = _COMPILED.get(key)
-    if compiled is None and key not in _COMPILED:
-        compiled = _compile(conn, shape, len(values))
-        _COMPILED[key] = compiled
-        if len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
+    compiled = _compiled(conn.dialect, shape, len(values))
     if compiled is None:  # a shape that the DBAPI path cannot run
         return [dict(row._mapping) for row in conn.execute(_build(shape, values))]
-    sql, labels, order, constants = compiled
-    params = {**constants, **{f"p{n}": value for n, value in enumerate(values)}}
-    args: Any = [params[name] for name in order] if order is not None else params
-    cursor = dbapi_execute(conn, sql, args)
+    dbapi_sql, labels = compiled
+    cursor = dbapi_sql.execute(conn, {f"p{n}": value for n, value in enumerate(values)})
     return [dict(zip(labels, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _compile(conn: Connection, shape: Shape, count: int
-             ) -> tuple[str, list[str], tuple[str, ...] | None, dict[str, Any]] | None:
+@functools.lru_cache(maxsize=512)
+def _compiled(dialect: Any, shape: Shape, count: int) -> tuple[DbapiSql, list[str]] | None:
+    """The shape's SELECT with parameters ``p0`` .. ``p{count-1}``, compiled for
+    ``dialect``, and its column labels; None when it needs SQLAlchemy's execution (an
+    expanding IN, a column whose type converts results)."""
     statement = _build(shape, [bindparam(f"p{n}") for n in range(count)])
-    done = statement.compile(dialect=conn.dialect)
-    if "POSTCOMPILE" in done.string or any(
-            column.type.result_processor(conn.dialect, None) is not None
+    compiled = DbapiSql.compile(statement, dialect, {f"p{n}" for n in range(count)})
+    if "POSTCOMPILE" in compiled.sql or any(
+            column.type.result_processor(dialect, None) is not None
             for column in statement.selected_columns):
         return None
-    order = tuple(done.positiontup) if done.positional and done.positiontup else None
-    ours = {f"p{n}" for n in range(count)}
-    constants = {name: value for name, value in done.params.items() if name not in ours}
-    return done.string, [column.key for column in statement.selected_columns], order, constants
+    return compiled, [column.key for column in statement.selected_columns]
 
 
 def count(conn: Connection, query: Query) -> int:
