@@ -39,6 +39,12 @@ def _is_alive(pid: int) -> bool:
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
+def _store_lines(server: QoimaServer, ae_title: str) -> list[str]:
+    """The log lines of ended associations from ``ae_title`` (any when empty) that stored."""
+    return [line for line in server.log().splitlines()
+            if f"C-STORE association from {ae_title}" in line and " 0 stored" not in line]
+
+
 def _wait_until(predicate: object, timeout_s: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -96,8 +102,9 @@ def test_two_workers_share_the_ports_and_the_archive(tmp_path: Path) -> None:
         identifier.NumberOfSeriesRelatedInstances = ""
         series = find(server.dicom_port, identifier)
         assert sorted(int(s.NumberOfSeriesRelatedInstances) for s in series) == [5] * 8 + [8]
+        assert _wait_until(lambda: len(_store_lines(server, "")) == 8), server.log()
         pids = {line.split()[2] for line in server.log().splitlines()
-                if "stored instance" in line}
+                if "C-STORE association from" in line or "STOW-RS:" in line}
         assert len(pids) == 2, "both processes took associations or requests"
     finally:
         workers = _worker_pids(server)
@@ -127,9 +134,9 @@ def test_associations_open_at_once_are_spread_evenly(tmp_path: Path) -> None:
             finally:
                 for association in associations:
                     association.release()
-            pids = [line.split()[2] for line in server.log().splitlines()
-                    for ds in instances
-                    if f"stored instance {ds.SOPInstanceUID} " in line]
+            # each process logs one line per association when it ends
+            assert _wait_until(lambda n=attempt: len(_store_lines(server, "SPREAD")) == 4 * (n + 1))
+            pids = [line.split()[2] for line in _store_lines(server, "SPREAD")[-4:]]
             assert sorted(Counter(pids).values()) == [2, 2], (attempt, pids)
     finally:
         server.stop()

@@ -189,7 +189,7 @@ class Archive:
             if what in ("same", "conflict"):
                 self.blobs.delete(item.key)
             if what == "same":
-                logger.info("duplicate instance %s (identical content) ignored", uid)
+                logger.debug("duplicate instance %s (identical content) ignored", uid)
                 outcomes[item.index] = self._result(item.parsed, str(blob_key), True)
                 continue
             if what == "conflict":
@@ -198,8 +198,8 @@ class Archive:
                 continue
             if blob_key is not None:  # replaced
                 self.blobs.delete(blob_key)
-            logger.info("stored instance %s key=%s origin=%s bytes=%d", uid, item.key, origin,
-                        len(item.parsed.part10))
+            logger.debug("stored instance %s key=%s origin=%s bytes=%d", uid, item.key, origin,
+                         len(item.parsed.part10))
             outcomes[item.index] = self._result(item.parsed, item.key, False)
         return _all_set(outcomes)
 
@@ -213,7 +213,7 @@ class Archive:
         uid = item.parsed.sop_instance_uid
         other = self.database.read(lambda conn: index_instances.find_instance(conn, uid))
         if other is not None and other.sha256 == item.sha256:
-            logger.info("duplicate instance %s (identical, stored concurrently) ignored", uid)
+            logger.debug("duplicate instance %s (identical, stored concurrently) ignored", uid)
             return self._result(item.parsed, other.blob_key, True)
         conflict = Conflict(f"SOP Instance {uid} was stored concurrently")
         conflict.__cause__ = exc

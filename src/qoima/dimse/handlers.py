@@ -179,12 +179,16 @@ class DimseHandlers:
     def __init__(self, archive: Archive, ae_title: str) -> None:
         self.archive = archive
         self.ae_title = ae_title
+        # C-STORE outcomes per association (stored, duplicates, refused), logged at its end:
+        # one line per association rather than one per instance
+        self._store_counts: dict[int, list[int]] = {}
 
     def handle_c_echo(self, event: Event) -> int:
         return statuses.STATUS_SUCCESS
 
     def handle_c_store(self, event: Event) -> int | Dataset:
         """Store as received; success is sent only after blob and index rows are durable."""
+        counts = self._store_counts.setdefault(id(event.assoc), [0, 0, 0])
         try:
             request = event.request
             data = header.part10(request.DataSet.getvalue(), str(request.AffectedSOPClassUID),
@@ -192,17 +196,25 @@ class DimseHandlers:
                                  str(event.context.transfer_syntax))
             result = self.archive.store_instance(data, _origin(event, "store"))
         except QoimaError as exc:
+            counts[2] += 1
             status = statuses.store_status_for(exc)
             logger.error("C-STORE from %s refused (0x%04X): %s",
                          event.assoc.requestor.ae_title, status, exc)
             return _status(status, str(exc))
         except Exception as exc:
+            counts[2] += 1
             logger.exception("C-STORE from %s failed", event.assoc.requestor.ae_title)
             return _status(statuses.STATUS_CANNOT_UNDERSTAND,
                            f"internal error: {type(exc).__name__}")
-        if result.is_duplicate:
-            logger.info("C-STORE duplicate %s (identical) acknowledged", result.sop_instance_uid)
+        counts[1 if result.is_duplicate else 0] += 1
         return statuses.STATUS_SUCCESS
+
+    def log_stores(self, event: Event) -> None:
+        """At an association's end (released or aborted): what its C-STOREs did."""
+        counts = self._store_counts.pop(id(event.assoc), None)
+        if counts is not None:
+            logger.info("C-STORE association from %s ended: %d stored, %d duplicates, "
+                        "%d refused", _origin(event, "store").partition(":")[2], *counts)
 
     def handle_c_find(self, event: Event
                       ) -> Iterator[tuple[int, Dataset | reactor.EncodedIdentifier | None]]:
