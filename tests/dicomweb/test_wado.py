@@ -42,6 +42,19 @@ def test_series_as_stored_returns_the_received_bytes(loaded: LoadedServer) -> No
     expected = {sample(f"mr_series_adc/{n:06d}.dcm").read_bytes() for n in range(20)}
     assert {data for _headers, data in parts} == expected
     assert all(h["Content-Type"].startswith("application/dicom") for h, _ in parts)
+    assert response.headers["Content-Length"] == str(len(response.content))
+
+
+def test_an_instance_larger_than_a_write_comes_whole(loaded: LoadedServer) -> None:
+    """A 7 MB radiograph spans several of the server's 1 MB writes."""
+    ds = pydicom.dcmread(sample("cr_dx/RG1_UNCI.dcm"), stop_before_pixels=True)
+    response = httpx.get(f"{loaded.url}/studies/{ds.StudyInstanceUID}",
+                         headers={"Accept": AS_STORED})
+    assert response.status_code == 200
+    assert response.headers["Content-Length"] == str(len(response.content))
+    [(headers, data)] = split_multipart(response)
+    assert data == sample("cr_dx/RG1_UNCI.dcm").read_bytes()
+    assert headers["Content-Length"] == str(len(data))
 
 
 def test_dicomweb_client_series_default_is_explicit_vr_little_endian(loaded: LoadedServer

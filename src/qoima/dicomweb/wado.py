@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -207,37 +207,95 @@ async def retrieve_instances(request: Request, archive: Archive) -> Response:
     boundary = multipart.new_boundary()
     parts = _instance_parts(archive, instances, choices, first, boundary)
     logger.info("WADO-RS retrieve: %d instances", len(instances))
-    return StreamingResponse(iterate_in_threadpool(parts),
+    headers = {}
+    if all(choice.is_as_stored for choice in choices):
+        # every part's length is known: a Content-Length rather than chunked encoding, which
+        # costs the server a copy of every chunk and the client its parsing, and which
+        # lets a client show progress
+        headers["Content-Length"] = str(_body_length(instances, choices, boundary))
+    return StreamingResponse(iterate_in_threadpool(parts), headers=headers,
                              media_type=multipart.content_type(boundary, MEDIA_TYPE_DICOM))
+
+
+def _part_header(boundary: str, choice: InstanceChoice, length: int) -> bytes:
+    return multipart.part_header(
+        boundary, f"{MEDIA_TYPE_DICOM}; transfer-syntax={choice.transfer_syntax_uid}",
+        {"Content-Length": str(length)})
+
+
+def _body_length(instances: list[StoredInstance], choices: list[InstanceChoice],
+                 boundary: str) -> int:
+    """The length of ``_instance_parts``' body when every instance is sent as stored."""
+    return sum(len(_part_header(boundary, choice, stored.size_bytes)) + stored.size_bytes
+               + len(multipart.CRLF) for stored, choice in zip(instances, choices, strict=True)
+               ) + len(multipart.closing(boundary))
 
 
 def _instance_parts(archive: Archive, instances: list[StoredInstance],
                     choices: list[InstanceChoice], first: bytes | None, boundary: str
-                    ) -> Iterator[bytes]:
-    """The multipart body in writes of about CHUNK_BYTES: small instances (a CT slice) share a
-    write, large ones are read a chunk at a time, so memory stays bounded either way."""
-    pending: list[bytes] = []
-    pending_bytes = 0
+                    ) -> Iterator[memoryview]:
+    """The multipart body in writes of CHUNK_BYTES: small instances (a CT slice) share a
+    write, large ones span several, so memory stays bounded either way. A stored file is read
+    straight into the write's buffer, at its place after its part header: one copy of its
+    bytes here, where reading then joining the pieces made two."""
+    body = _Chunks(CHUNK_BYTES)
     for index, (stored, choice) in enumerate(zip(instances, choices, strict=True)):
-        part_type = f"{MEDIA_TYPE_DICOM}; transfer-syntax={choice.transfer_syntax_uid}"
-        if choice.is_as_stored:
-            pieces: Iterable[bytes] = archive.stream_instance(stored, CHUNK_BYTES)
-            length = stored.size_bytes
+        path = archive.local_path(stored) if choice.is_as_stored else None
+        if path is not None:
+            yield from body.add(_part_header(boundary, choice, stored.size_bytes))
+            with open(path, "rb", buffering=0) as fh:
+                yield from body.add_file(fh, stored.size_bytes)
+        elif choice.is_as_stored:  # a store without local files: its own chunks
+            yield from body.add(_part_header(boundary, choice, stored.size_bytes))
+            for piece in archive.stream_instance(stored, CHUNK_BYTES):
+                yield from body.add(piece)
         else:
             data = first if index == 0 and first is not None else transcode_instance(
                 archive, stored, choice.transfer_syntax_uid)
-            pieces, length = (data,), len(data)
-        pending.append(multipart.part_header(boundary, part_type,
-                                             {"Content-Length": str(length)}))
-        for piece in pieces:
-            pending.append(piece)
-            pending_bytes += len(piece)
-            if pending_bytes >= CHUNK_BYTES:
-                yield b"".join(pending)
-                pending, pending_bytes = [], 0
-        pending.append(multipart.CRLF)
-    pending.append(multipart.closing(boundary))
-    yield b"".join(pending)
+            yield from body.add(_part_header(boundary, choice, len(data)))
+            yield from body.add(data)
+        yield from body.add(multipart.CRLF)
+    yield from body.add(multipart.closing(boundary))
+    yield from body.flush()
+
+
+class _Chunks:
+    """Bytes gathered into buffers of ``size``, each handed out once full."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buffer = bytearray(size)
+        self.filled = 0
+
+    def _full(self) -> Iterator[memoryview]:
+        if self.filled == self.size:
+            yield memoryview(self.buffer)
+            self.buffer, self.filled = bytearray(self.size), 0
+
+    def add(self, data: bytes) -> Iterator[memoryview]:
+        view = memoryview(data)
+        while view:
+            count = min(len(view), self.size - self.filled)
+            self.buffer[self.filled:self.filled + count] = view[:count]
+            self.filled += count
+            view = view[count:]
+            yield from self._full()
+
+    def add_file(self, fh: BinaryIO, length: int) -> Iterator[memoryview]:
+        """``length`` bytes of ``fh``; a shorter file (changed on disk since it was indexed)
+        cannot fill the announced Content-Length: the response is cut with an error."""
+        while length:
+            count = min(length, self.size - self.filled)
+            read = fh.readinto(memoryview(self.buffer)[self.filled:self.filled + count])
+            if not read:
+                raise OSError(f"stored file {fh.name!r} is shorter than its index entry")
+            self.filled += read
+            length -= read
+            yield from self._full()
+
+    def flush(self) -> Iterator[memoryview]:
+        if self.filled:
+            yield memoryview(self.buffer)[:self.filled]
 
 
 async def retrieve_metadata(request: Request, archive: Archive, headers: HeaderCache
