@@ -25,7 +25,9 @@ def check_key(key: str) -> str:
 
 class BlobStore(Protocol):
     def write(self, key: str, data: bytes) -> None:
-        """Store ``data`` durably under ``key`` (atomic: readers see all of it or nothing)."""
+        """Store ``data`` durably under the new ``key``. Nothing reads a key before its
+        write returns; a write cut short by a crash may leave part of it, which the orphan
+        sweeper removes (``keys_older_than``)."""
 
     def read(self, key: str) -> bytes: ...
 

@@ -1,4 +1,4 @@
-"""Blobs as files under one root folder: temp file, fsync, rename. Knows nothing of DICOM."""
+"""Blobs as files under one root folder, written in place and fsynced. Knows nothing of DICOM."""
 
 from __future__ import annotations
 
@@ -14,26 +14,35 @@ from qoima.storage.base import check_key
 
 
 class FilesystemBlobStore:
-    """Keys ``ab12...`` live at ``root/ab/12/ab12...``; temp files in ``root/tmp``."""
+    """Keys ``ab12...`` live at ``root/ab/12/ab12...``. ``root/tmp`` held the temp files of
+    earlier versions; the sweeper still clears what a crash left there."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self._made_dirs: set[Path] = set()  # fan-out folders known to exist (never removed)
+        self._root = os.fspath(root)
+        self._made_dirs: set[str] = set()  # fan-out folders known to exist (never removed)
 
     def _path(self, key: str) -> Path:
         check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
     def write(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        temp = self.tmp / f"{key}.part"
+        """Written straight to its place, not to a temp file then renamed: a key is new and
+        nothing reads it before this returns (the index refers to it only then), and the
+        orphan sweeper removes what a crash left half-written. So no rename, and concurrent
+        writers do not all create and rename files in one temp folder."""
+        check_key(key)
+        folder = f"{self._root}/{key[:2]}/{key[2:4]}"  # as _path, without pathlib's cost
+        path = f"{folder}/{key}"
+        created = False
         try:
-            if path.parent not in self._made_dirs:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._made_dirs.add(path.parent)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            if folder not in self._made_dirs:
+                os.makedirs(folder, exist_ok=True)
+                self._made_dirs.add(folder)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            created = True
             try:
                 view = memoryview(data)
                 while view:
@@ -42,11 +51,11 @@ class FilesystemBlobStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temp, path)
-            _fsync_dir(path.parent)
+            _fsync_dir(folder)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+            if created:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             raise BackendUnavailable(f"cannot write blob {key!r}: {exc.strerror}") from exc
 
     def read(self, key: str) -> bytes:
@@ -82,7 +91,7 @@ class FilesystemBlobStore:
 
     def keys_older_than(self, age_s: float) -> Iterator[str]:
         cutoff = time.time() - age_s
-        for temp in self.tmp.glob("*.part"):  # left by a crash mid-write
+        for temp in self.tmp.glob("*.part"):  # left by a crash of a version that used them
             with contextlib.suppress(OSError):
                 if temp.stat().st_mtime < cutoff:
                     temp.unlink()
@@ -101,7 +110,7 @@ def _chunks(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
