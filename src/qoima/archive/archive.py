@@ -174,7 +174,7 @@ class Archive:
         try:
             for item in pending:
                 item.written.result()
-            self.database.write(work)
+            self.database.write_shared(work)
         except IntegrityError as exc:
             self._discard(pending)
             if len(datas) > 1:  # one of them arrived twice at once: store them one by one

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 try:
     import fcntl
@@ -46,17 +46,69 @@ class Database:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._writer: Connection | None = None  # SQLite: the one write connection, kept open
+        self._queued: list[_Queued] = []  # SQLite: ``write_shared`` work waiting for the lock
+        self._queue_lock = threading.Lock()
         self._lock_file = _write_lock_file(self.engine.url.database) if self.is_sqlite else None
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction; one writer at a time on SQLite."""
-        try:
-            if self._write_lock is None:
+        if self._write_lock is None:
+            try:
                 with self.engine.begin() as conn:
                     return work(conn)
-            with self._write_lock, _holding(self._lock_file):
-                # Writes are serialised anyway, so they share one connection instead of
-                # taking one from the pool each time; an error gives it back.
+            except OperationalError as exc:
+                raise _unavailable(exc) from exc
+        with self._write_lock:
+            return self._write_locked(work)
+
+    def write_shared(self, work: Callable[[Connection], T]) -> T:
+        """``write``, except that on SQLite ``work`` may share its transaction, and so its
+        commit, with the work of other threads that waited for the write lock meanwhile
+        (group commit): whichever takes the lock runs all that is queued by then. ``work``
+        must be safe to run again, since a shared transaction that fails is undone and each
+        of its works then runs in a transaction of its own, for its own outcome."""
+        if self._write_lock is None:
+            return self.write(work)
+        queued = _Queued(work)
+        with self._queue_lock:
+            self._queued.append(queued)
+        with self._write_lock:
+            if not queued.is_done:
+                with self._queue_lock:
+                    batch, self._queued = self._queued, []
+                self._run_batch(batch)
+        if queued.error is not None:
+            raise queued.error
+        return cast(T, queued.result)
+
+    def _run_batch(self, batch: list[_Queued]) -> None:
+        """The queued works in one transaction; if it fails, each again in its own."""
+        try:
+            try:
+                results = self._write_locked(lambda conn: [item.work(conn) for item in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    batch[0].settle(error=exc)
+                for item in batch:
+                    if not item.is_done:
+                        try:
+                            item.settle(self._write_locked(item.work))
+                        except Exception as each:
+                            item.settle(error=each)
+            else:
+                for item, result in zip(batch, results, strict=True):
+                    item.settle(result)
+        finally:  # interrupted (KeyboardInterrupt, ...): no waiting work may pass for done
+            for item in batch:
+                if not item.is_done:
+                    item.settle(error=BackendUnavailable("database write interrupted"))
+
+    def _write_locked(self, work: Callable[[Connection], T]) -> T:
+        """SQLite: ``work`` in a transaction on the one write connection; the caller holds
+        ``_write_lock``. Writes are serialised anyway, so they share one connection instead
+        of taking one from the pool each time; an error gives it back."""
+        try:
+            with _holding(self._lock_file):
                 if self._writer is None:
                     self._writer = self.engine.connect().execution_options(
                         sqlite_immediate=True)
@@ -68,14 +120,14 @@ class Database:
                     self._writer = None
                     raise
         except OperationalError as exc:
-            raise BackendUnavailable(f"database unavailable: {str(exc.orig)[:200]}") from exc
+            raise _unavailable(exc) from exc
 
     def read(self, work: Callable[[Connection], T]) -> T:
         try:
             with self.engine.connect() as conn:
                 return work(conn)
         except OperationalError as exc:
-            raise BackendUnavailable(f"database unavailable: {str(exc.orig)[:200]}") from exc
+            raise _unavailable(exc) from exc
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision of every branch."""
@@ -98,6 +150,23 @@ class Database:
                     os.close(self._lock_file)
                     self._lock_file = None
         self.engine.dispose()
+
+
+def _unavailable(exc: OperationalError) -> BackendUnavailable:
+    return BackendUnavailable(f"database unavailable: {str(exc.orig)[:200]}")
+
+
+class _Queued:
+    """A ``write_shared`` work and, once run, its result or error."""
+
+    def __init__(self, work: Callable[[Connection], Any]) -> None:
+        self.work = work
+        self.is_done = False
+        self.result: Any = None
+        self.error: Exception | None = None
+
+    def settle(self, result: Any = None, error: Exception | None = None) -> None:
+        self.result, self.error, self.is_done = result, error, True
 
 
 def _write_lock_file(path: str | None) -> int | None:
