@@ -75,11 +75,14 @@ _INSERT_CHANGE = insert(changes)
 _UPDATE_SERIES = update(series).where(series.c.id == bindparam("b_pk")).values(
     number_of_instances=series.c.number_of_instances + 1,
     size_bytes=series.c.size_bytes + bindparam("b_size"))
-_UPDATE_STUDY = update(study).where(study.c.id == bindparam("b_pk")).values(
+_UPDATE_STUDY_COUNTS = update(study).where(study.c.id == bindparam("b_pk")).values(
     number_of_instances=study.c.number_of_instances + 1,
     size_bytes=study.c.size_bytes + bindparam("b_size"),
     number_of_series=study.c.number_of_series + bindparam("b_new_series"),
-    updated_at=bindparam("b_now"),
+    updated_at=bindparam("b_now"))
+# only when the study gains a modality or SOP class: setting an indexed column, even to the
+# value it has, rewrites a page of its index (one more page in every commit's WAL on SQLite)
+_UPDATE_STUDY = _UPDATE_STUDY_COUNTS.values(
     modalities_in_study=bindparam("b_modalities"),
     sop_classes_in_study=bindparam("b_sop_classes"))
 _PATIENT_DEMOGRAPHICS = ("patient_name", "patient_name_norm", "patient_birth_date", "patient_sex")
@@ -156,10 +159,15 @@ def insert_instance(conn: Connection, new: NewInstance) -> None:
         "size_bytes": new.size_bytes, "sha256": new.sha256, "origin": new.origin[:200],
         "created_at": now})
     raw_execute(conn, _UPDATE_SERIES, {"b_pk": series_pk, "b_size": new.size_bytes})
-    raw_execute(conn, _UPDATE_STUDY, {
-        "b_pk": study_pk, "b_size": new.size_bytes, "b_new_series": int(is_new_series),
-        "b_now": now, "b_modalities": _with_member(modalities, values.get("Modality")),
-        "b_sop_classes": _with_member(sop_classes, values.get("SOPClassUID"))})
+    counts = {"b_pk": study_pk, "b_size": new.size_bytes, "b_new_series": int(is_new_series),
+              "b_now": now}
+    new_modalities = _with_member(modalities, values.get("Modality"))
+    new_sop_classes = _with_member(sop_classes, values.get("SOPClassUID"))
+    if new_modalities == modalities and new_sop_classes == sop_classes:
+        raw_execute(conn, _UPDATE_STUDY_COUNTS, counts)
+    else:
+        raw_execute(conn, _UPDATE_STUDY, {**counts, "b_modalities": new_modalities,
+                                          "b_sop_classes": new_sop_classes})
     raw_execute(conn, _INSERT_CHANGE, {"kind": "instance_stored",
                                        "study_instance_uid": study_uid,
                                        "sop_instance_uid": values["SOPInstanceUID"],
