@@ -108,8 +108,12 @@ def _insert_returning_pk(conn: Connection, table: Any, key_column: str,
         else:
             statement = insert(table).returning(table.c.id)
         _INSERTS[f"{dialect}:{table.name}"] = statement
-    new_id = conn.execute(statement, values).scalar()
-    return None if new_id is None else int(new_id)
+    cursor = raw_execute(conn, statement, values)
+    try:
+        rows = cursor.fetchall()  # to the end: SQLite finishes an INSERT ... RETURNING there
+    finally:
+        cursor.close()
+    return int(rows[0][0]) if rows else None
 
 
 def _get_or_create(conn: Connection, lookup: Any, table: Any, key_column: str, key: str,
@@ -144,9 +148,9 @@ def insert_instance(conn: Connection, new: NewInstance) -> None:
                            "patient_name_norm": patient_values["patient_name_norm"],
                            "number_of_series": 0, "number_of_instances": 0, "size_bytes": 0,
                            "created_at": now, "updated_at": now})
-        study_row = conn.execute(_STUDY_ROW, {"b_key": study_uid}).one()
+        study_row = raw_execute(conn, _STUDY_ROW, {"b_key": study_uid}).fetchone()
         # The patient's current demographics are those of the newest study received.
-        conn.execute(_UPDATE_PATIENT, {"b_pk": patient_pk, **{
+        raw_execute(conn, _UPDATE_PATIENT, {"b_pk": patient_pk, **{
             f"b_{column}": patient_values[column] for column in _PATIENT_DEMOGRAPHICS}})
     study_pk, modalities, sop_classes = study_row
     series_pk, is_new_series = _get_or_create(
