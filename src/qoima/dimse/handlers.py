@@ -179,8 +179,8 @@ class DimseHandlers:
     def __init__(self, archive: Archive, ae_title: str) -> None:
         self.archive = archive
         self.ae_title = ae_title
-        # C-STORE outcomes per association (stored, duplicates, refused), logged at its end:
-        # one line per association rather than one per instance
+        # C-STORE outcomes per association (stored, duplicates, refused), logged when its
+        # connection closes: one line per association rather than one per instance
         self._store_counts: dict[int, list[int]] = {}
 
     def handle_c_echo(self, event: Event) -> int:
@@ -210,7 +210,9 @@ class DimseHandlers:
         return statuses.STATUS_SUCCESS
 
     def log_stores(self, event: Event) -> None:
-        """At an association's end (released or aborted): what its C-STOREs did."""
+        """When an association's connection closes (released, aborted or dropped: the one
+        event every ending raises, so no entry outlives its association): what its
+        C-STOREs did."""
         counts = self._store_counts.pop(id(event.assoc), None)
         if counts is not None:
             logger.info("C-STORE association from %s ended: %d stored, %d duplicates, "

@@ -177,8 +177,7 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
         (evt.EVT_C_FIND, bound.handle_c_find),
         (evt.EVT_C_GET, bound.handle_c_get),
         (evt.EVT_C_MOVE, bound.handle_c_move),
-        (evt.EVT_RELEASED, bound.log_stores),
-        (evt.EVT_ABORTED, bound.log_stores),
+        (evt.EVT_CONN_CLOSE, bound.log_stores),
     ]
     guarded = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
     server_class: type = ThreadedAssociationServer

@@ -24,17 +24,20 @@ class FilesystemBlobStore:
         self._root = os.fspath(root)
         self._made_dirs: set[str] = set()  # fan-out folders known to exist (never removed)
 
-    def _path(self, key: str) -> Path:
+    def _folder(self, key: str) -> str:
+        """The fan-out folder of ``key``, as a string (pathlib costs on every write)."""
         check_key(key)
-        return self.root / key[:2] / key[2:4] / key
+        return f"{self._root}/{key[:2]}/{key[2:4]}"
+
+    def _path(self, key: str) -> Path:
+        return Path(self._folder(key), key)
 
     def write(self, key: str, data: bytes) -> None:
         """Written straight to its place, not to a temp file then renamed: a key is new and
         nothing reads it before this returns (the index refers to it only then), and the
         orphan sweeper removes what a crash left half-written. So no rename, and concurrent
         writers do not all create and rename files in one temp folder."""
-        check_key(key)
-        folder = f"{self._root}/{key[:2]}/{key[2:4]}"  # as _path, without pathlib's cost
+        folder = self._folder(key)
         path = f"{folder}/{key}"
         created = False
         try:
