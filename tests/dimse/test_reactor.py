@@ -16,6 +16,17 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from pynetdicom.dimse_messages import (
+    C_CANCEL_RQ,
+    C_ECHO_RQ,
+    C_MOVE_RSP,
+    C_STORE_RSP,
+    DIMSEMessage,
+)
+from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_MOVE, C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import P_DATA
+
 from qoima.dimse import reactor
 
 
@@ -107,3 +118,55 @@ def test_buffers_sent_with_sendmsg_arrive_whole_and_in_order_through_partial_sen
         right.close()
     assert closed == []
     assert bytes(received) == expected
+
+
+def _encoded(primitive: Any, message_class: Any) -> bytes:
+    message = message_class()
+    message.primitive_to_message(primitive)
+    return bytes(encode(message.command_set, True, True))
+
+
+def _pynetdicom_decoded(command: bytes) -> Any:
+    message = DIMSEMessage()
+    p_data = P_DATA()
+    p_data.presentation_data_value_list = [[1, b"\x03" + command]]
+    assert message.decode_msg(p_data)
+    return message.message_to_primitive()
+
+
+def test_command_sets_decode_to_what_pynetdicom_makes_of_them() -> None:
+    """``_decode_command`` against pynetdicom's own decoding of the same bytes: every
+    parameter equal, or None where the command holds what only pydicom decodes."""
+    store_rsp = C_STORE()
+    store_rsp.MessageIDBeingRespondedTo = 7
+    store_rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    store_rsp.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    store_rsp.Status = 0xB007
+    echo_rq = C_ECHO()
+    echo_rq.MessageID = 3
+    echo_rq.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    move_rsp = C_MOVE()
+    move_rsp.MessageIDBeingRespondedTo = 2
+    move_rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
+    move_rsp.Status = 0xFF00
+    move_rsp.NumberOfRemainingSuboperations = 9
+    move_rsp.NumberOfCompletedSuboperations = 3
+    move_rsp.NumberOfFailedSuboperations = 0
+    move_rsp.NumberOfWarningSuboperations = 1
+    cancel = C_CANCEL()
+    cancel.MessageIDBeingRespondedTo = 2
+    for primitive, message_class in ((store_rsp, C_STORE_RSP), (echo_rq, C_ECHO_RQ),
+                                     (move_rsp, C_MOVE_RSP), (cancel, C_CANCEL_RQ)):
+        command = _encoded(primitive, message_class)
+        values = reactor._decode_command(memoryview(command))
+        assert values is not None, message_class.__name__
+        expected = _pynetdicom_decoded(command)
+        for keyword, value in values.items():
+            if hasattr(expected, keyword):
+                assert getattr(expected, keyword) == value, keyword
+        assert values["CommandDataSetType"] == 0x0101
+    # an error comment (LO) is left to pydicom; so is a truncated command set
+    store_rsp.ErrorComment = "disk full"
+    command = _encoded(store_rsp, C_STORE_RSP)
+    assert reactor._decode_command(memoryview(command)) is None
+    assert reactor._decode_command(memoryview(command[:-3])) is None

@@ -64,13 +64,18 @@ import pynetdicom.service_class
 import pynetdicom.transport
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.uid import RE_VALID_UID, UID
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
-from pynetdicom.dimse_messages import _COMMAND_SET_KEYWORDS, _DATASET_KEYWORDS, _MESSAGE_TYPES
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_messages import (
+    _COMMAND_SET_KEYWORDS,
+    _DATASET_KEYWORDS,
+    _MESSAGE_TYPES,
+    _MSG_TO_PRIMITVE,
+)
+from pynetdicom.dimse_primitives import C_CANCEL, C_STORE
 from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
@@ -98,14 +103,14 @@ class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
 
 def _wake_dul(dul: DULServiceProvider) -> None:
     wake_w = getattr(dul, "_qoima_wake_w", None)
-    if wake_w is not None:
+    if wake_w is not None and getattr(dul, "_qoima_owner", None) is None:
         with contextlib.suppress(OSError):  # already signalled (buffer full) or closed
             wake_w.send(b"\0")
 
 
 def _wake_association(assoc: Association) -> None:
     wake = getattr(assoc, "_qoima_wake", None)
-    if wake is not None:
+    if wake is not None and getattr(getattr(assoc, "dul", None), "_qoima_owner", None) is None:
         wake.set()
 
 
@@ -114,6 +119,8 @@ def _dul_init(original: Any) -> Any:
         original(self, assoc)
         self._qoima_wake_w = None
         self._qoima_acted = threading.Event()
+        self._qoima_owner: threading.Thread | None = None  # see ``_own_dul``
+        self._qoima_parked = threading.Event()
         self.event_queue = _WakingQueue(lambda: _wake_dul(self))
         self.to_provider_queue = _WakingQueue(lambda: _wake_dul(self))
         self.to_user_queue = _WakingQueue(lambda: _wake_association(self.assoc))
@@ -150,7 +157,8 @@ def _dul_wait(dul: DULServiceProvider, wake_r: socket.socket) -> None:
 
 
 def _dul_run_reactor(self: DULServiceProvider) -> None:
-    """pynetdicom's ``DULServiceProvider.run_reactor`` with the idle sleep made a wait."""
+    """pynetdicom's ``DULServiceProvider.run_reactor`` with the idle sleep made a wait, and
+    parked while a serving thread runs it (``_own_dul``)."""
     self._idle_timer.start()
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
@@ -162,43 +170,162 @@ def _dul_run_reactor(self: DULServiceProvider) -> None:
             if not self.assoc._dul_ready.is_set():
                 self.assoc._dul_ready.set()
                 sleep = True
+            if (self._qoima_owner is not None and self.event_queue.empty()
+                    and self.to_provider_queue.empty()):
+                _dul_park(self, wake_r)
+                sleep = False
             if sleep:
                 _dul_wait(self, wake_r)
             if self._kill_thread:
                 break
-            if self.artim_timer.expired:
-                self.event_queue.put("Evt18")
-            try:
-                if self._process_recv_primitive():
-                    pass
-                elif self._is_transport_event():
-                    self._idle_timer.restart()
-            except Exception as exc:
-                logger.error("Exception in DUL reactor, aborting association")
-                logger.exception(exc)
-                abort_pdu = A_ABORT_RQ()
-                abort_pdu.source = 0x02
-                abort_pdu.reason_diagnostic = 0x00
-                self.socket.send(abort_pdu.encode())  # type: ignore[union-attr]
-                self.assoc.is_aborted = True
-                self.assoc.is_established = False
-                self.assoc._kill = True
-                self._kill_thread = True
-                return
-            try:
-                event = self.event_queue.get(block=False)
-            except queue.Empty:
+            if not _dul_step(self, 0.0):
                 sleep = True
-                continue
-            self.state_machine.do_action(event)
-            self._qoima_acted.set()
-            sleep = False
     finally:
         self._qoima_wake_w = None
         wake_w.close()
         wake_r.close()
         self._qoima_acted.set()
         _wake_association(self.assoc)
+
+
+def _dul_step(dul: DULServiceProvider, wait: float) -> bool:
+    """One turn of the DUL's loop: a primitive queued by the user or, waiting up to ``wait``
+    seconds for it, a PDU from the peer, then one event through the state machine. False
+    when there was no event. An error aborts the association, as pynetdicom does."""
+    if dul.artim_timer.expired:
+        dul.event_queue.put("Evt18")
+    try:
+        if dul._process_recv_primitive():
+            pass
+        elif wait > 0 and dul.socket is not None and dul.socket.socket is not None:
+            if select.select([dul.socket.socket], [], [], wait)[0]:
+                dul._read_pdu_data()
+                dul._idle_timer.restart()
+        elif dul._is_transport_event():
+            dul._idle_timer.restart()
+    except Exception as exc:
+        logger.error("Exception in DUL reactor, aborting association")
+        logger.exception(exc)
+        abort_pdu = A_ABORT_RQ()
+        abort_pdu.source = 0x02
+        abort_pdu.reason_diagnostic = 0x00
+        with contextlib.suppress(OSError):
+            dul.socket.send(abort_pdu.encode())  # type: ignore[union-attr]
+        dul.assoc.is_aborted = True
+        dul.assoc.is_established = False
+        dul.assoc._kill = True
+        dul._kill_thread = True
+        _release_dul(dul)
+        return True
+    try:
+        event = dul.event_queue.get(block=False)
+    except queue.Empty:
+        return False
+    dul.state_machine.do_action(event)
+    dul._qoima_acted.set()
+    if dul._qoima_owner is not None and (dul._kill_thread
+                                         or dul.state_machine.current_state != "Sta6"):
+        _release_dul(dul)  # releasing or aborted: the DUL thread takes the rest
+    return True
+
+
+def _dul_park(dul: DULServiceProvider, wake_r: socket.socket) -> None:
+    """The DUL thread's wait while a serving thread owns the DUL: it touches nothing until
+    released, killed, or the owner is gone without releasing it."""
+    while not dul._kill_thread:
+        owner = dul._qoima_owner
+        if owner is None:
+            return
+        if not owner.is_alive():
+            dul._qoima_owner = None
+            return
+        dul._qoima_parked.set()
+        with contextlib.suppress(OSError, ValueError):
+            select.select([wake_r], [], [], _IDLE_WAIT_S)
+        with contextlib.suppress(OSError):
+            while wake_r.recv(4096):
+                pass
+
+
+_owned = threading.local()
+# events whose handlers want pynetdicom's own PDU and message objects, made on its threads
+_LOW_LEVEL_EVENTS = (evt.EVT_PDU_RECV, evt.EVT_PDU_SENT, evt.EVT_DATA_RECV, evt.EVT_DATA_SENT,
+                     evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_FSM_TRANSITION)
+
+
+def _own_dul(assoc: Association) -> bool:
+    """Park the association's DUL thread and let the calling thread run its loop itself
+    (``_dul_step``) until ``release_owned_duls``: a C-STORE sub-operation's request, its
+    response and the pending response then cross no thread. False, with nothing changed,
+    where that cannot be done: over TLS, with handlers bound to PDU or DIMSE events, when
+    the association is not established, or when the DUL thread does not park in a second."""
+    dul = assoc.dul
+    if dul._qoima_owner is threading.current_thread():
+        return True
+    sock = dul.socket.socket if dul.socket is not None else None
+    if (not _installed or dul._qoima_owner is not None or sock is None
+            or isinstance(sock, ssl.SSLSocket) or not dul.is_alive()
+            or dul.state_machine.current_state != "Sta6"
+            or any(assoc.get_handlers(event) for event in _LOW_LEVEL_EVENTS)):
+        return False
+    dul._qoima_parked.clear()
+    dul._qoima_owner = threading.current_thread()
+    wake_w = dul._qoima_wake_w
+    with contextlib.suppress(OSError, AttributeError):
+        wake_w.send(b"\0")
+    if not dul._qoima_parked.wait(1.0):
+        _release_dul(dul)
+        return False
+    if not hasattr(_owned, "duls"):
+        _owned.duls = []
+    _owned.duls.append(dul)
+    return True
+
+
+def _release_dul(dul: DULServiceProvider) -> None:
+    """Give the DUL back to its thread, which then reads the socket again."""
+    if dul._qoima_owner is None:
+        return
+    dul._qoima_owner = None
+    _wake_dul(dul)
+    _wake_association(dul.assoc)  # a request that came in meanwhile waits in its queue
+
+
+def release_owned_duls() -> None:
+    """Release every DUL that the calling thread owns."""
+    for dul in getattr(_owned, "duls", ()):
+        _release_dul(dul)
+    _owned.duls = []
+
+
+def _owned_by_caller(dul: DULServiceProvider) -> bool:
+    return getattr(dul, "_qoima_owner", None) is threading.current_thread()
+
+
+def _dimse_get_msg(original: Any) -> Any:
+    def get_msg(self: DIMSEServiceProvider, block: bool = False) -> tuple[int | None, Any]:
+        """pynetdicom's ``get_msg``; waiting on a DUL that the caller owns (``_own_dul``),
+        the caller runs the DUL until a message comes or the DIMSE timeout passes."""
+        if not block or not _owned_by_caller(self.dul):
+            # nothing can come once the connection is gone (the peer aborted while this
+            # thread was about to send): pynetdicom would wait out the DIMSE timeout
+            gone = self.dul.state_machine.current_state == "Sta1" or not self.dul.is_alive()
+            return cast(tuple[int | None, Any], original(self, block and not gone))
+        timeout = self.dimse_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _owned_by_caller(self.dul):
+            context_id, msg = original(self, False)
+            if msg is not None:
+                return context_id, msg
+            remaining = _IDLE_WAIT_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return None, None
+            # in slices, so that a primitive queued by another thread (an abort) is seen
+            _dul_step(self.dul, min(remaining, _IDLE_WAIT_S))
+        # given back: the association ended (aborted, released), or another thread took over
+        ended = self.dul.state_machine.current_state != "Sta6"
+        return cast(tuple[int | None, Any], original(self, not ended))
+    return get_msg
 
 
 def _stop_dul(dul: DULServiceProvider) -> bool:
@@ -306,10 +433,15 @@ class StoredFile(Dataset):  # type: ignore[misc]
     def __init__(self, path: str, sop_class_uid: str, sop_instance_uid: str,
                  transfer_syntax_uid: str) -> None:
         super().__init__()
-        self.SOPClassUID = sop_class_uid
-        self.SOPInstanceUID = sop_instance_uid
+        # plain attributes, not data elements: read by pynetdicom and ``_send_stored_file``
+        # only, and made in microseconds where a data element validates its UID
+        object.__setattr__(self, "SOPClassUID", UID(sop_class_uid))
+        object.__setattr__(self, "SOPInstanceUID", UID(sop_instance_uid))
         self.qoima_path = path
         self.qoima_transfer_syntax = UID(transfer_syntax_uid)
+
+    def __bool__(self) -> bool:  # pynetdicom sends a pending sub-operation's dataset if true
+        return True
 
     def decoded(self) -> Dataset:
         ds = pydicom.dcmread(self.qoima_path)
@@ -350,9 +482,34 @@ def _send_c_store(original: Any) -> Any:
             except ValueError:  # the peer takes another syntax: decode and let pynetdicom convert
                 dataset = dataset.decoded()
             else:
+                _own_dul(self)
                 return _send_stored_file(self, dataset, context.context_id, *args, **kwargs)
         return original(self, dataset, *args, **kwargs)
     return send_c_store
+
+
+def _retrieve_scp(original: Any) -> Any:
+    def scp(self: Any, req: Any, context: PresentationContext) -> None:
+        """pynetdicom's ``_get_scp`` / ``_move_scp``, run with the requestor's DUL owned by
+        this thread (``_own_dul``): the pending responses go out from here. Every DUL owned
+        meanwhile (the C-MOVE destination's too) is released at the end."""
+        _own_dul(self.assoc)
+        try:
+            original(self, req, context)
+        finally:
+            release_owned_duls()
+    return scp
+
+
+def _dul_send_pdu(original: Any) -> Any:
+    def send_pdu(self: DULServiceProvider, primitive: Any) -> None:
+        """pynetdicom's ``send_pdu``; anything but P-DATA (a release, an abort) sent by the
+        thread that owns the DUL first gives it back to the DUL thread, which waits for
+        what follows (another thread's is taken by the owner's next ``_dul_step``)."""
+        if not isinstance(primitive, _EncodedPData) and _owned_by_caller(self):
+            _release_dul(self)
+        original(self, primitive)
+    return send_pdu
 
 
 def _send_stored_file(self: Association, stored: StoredFile, context_id: int, msg_id: int,
@@ -368,8 +525,9 @@ def _send_stored_file(self: Association, stored: StoredFile, context_id: int, ms
     req.Priority = priority
     req.MoveOriginatorApplicationEntityTitle = originator_aet
     req.MoveOriginatorMessageID = originator_id
-    req.AffectedSOPClassUID = stored.SOPClassUID
-    req.AffectedSOPInstanceUID = stored.SOPInstanceUID
+    # the index's UIDs, validated when the instance was stored: set as the setters keep them
+    req._affected_sop_class_uid = stored.SOPClassUID
+    req._affected_sop_instance_uid = stored.SOPInstanceUID
     req._dataset_path = (Path(stored.qoima_path), _dataset_offset(stored.qoima_path))
     self._reactor_checkpoint.clear()  # pause the reactor, as pynetdicom does
     while not self._is_paused:
@@ -519,17 +677,29 @@ def _fragments(context_id: int, control: int, stream: BinaryIO, length: int,
 
 def _send_batched(dul: DULServiceProvider, fragments: Iterator[tuple[bytes, memoryview]]
                   ) -> None:
-    """Queue framed PDUs to the DUL about 1 MB at a time."""
+    """Queue framed PDUs to the DUL about 1 MB at a time; on an owned DUL (``_own_dul``)
+    the calling thread sends them, and then takes what the peer has sent meanwhile (a
+    C-CANCEL)."""
     parts: list[bytes | memoryview] = []
     pending = 0
     for header, chunk in fragments:
         parts += (header, chunk)
         pending += len(chunk)
         if pending >= _PDU_BATCH_BYTES:
-            dul.send_pdu(_EncodedPData(parts))
+            _send_pdata(dul, parts)
             parts, pending = [], 0
     if parts:
-        dul.send_pdu(_EncodedPData(parts))
+        _send_pdata(dul, parts)
+    if _owned_by_caller(dul):
+        while _dul_step(dul, 0.0) and _owned_by_caller(dul):
+            pass
+
+
+def _send_pdata(dul: DULServiceProvider, parts: list[bytes | memoryview]) -> None:
+    dul.send_pdu(_EncodedPData(parts))
+    while (_owned_by_caller(dul) and not dul.to_provider_queue.empty()
+           and _dul_step(dul, 0.0)):
+        pass
 
 
 def _socket_send(original: Any) -> Any:
@@ -589,6 +759,91 @@ class _ReceivedPData:
         return primitive
 
 
+# command elements (PS3.7 E.1) read by ``_decode_command``, by element number: (keyword, VR)
+_PLAIN_COMMAND_ELEMENTS = {
+    element & 0xFFFF: (keyword_for_tag(element), dictionary_VR(element))
+    for element in (tag_for_keyword(keyword) for keywords in _COMMAND_SET_KEYWORDS.values()
+                    for keyword in keywords)
+    if element is not None and dictionary_VR(element) in ("US", "UI", "AE")}
+_PRIMITIVES = {field: _MSG_TO_PRIMITVE[cls.__name__[:cls.__name__.rfind("_R")]]
+               for field, (name, cls) in _MESSAGE_TYPES.items() if name.startswith("C-")}
+
+
+# UID parameters of the C-service primitives, and where the primitives keep them
+_UID_ATTRIBUTES = {"AffectedSOPClassUID": "_affected_sop_class_uid",
+                   "AffectedSOPInstanceUID": "_affected_sop_instance_uid",
+                   "RequestedSOPClassUID": "_requested_sop_class_uid",
+                   "RequestedSOPInstanceUID": "_requested_sop_instance_uid"}
+
+
+def _conformant_uid(value: str) -> bool:
+    """pydicom's ``UID.is_valid`` (a non-empty one)."""
+    return 0 < len(value) <= 64 and RE_VALID_UID.match(value) is not None
+
+
+def _decode_command(data: memoryview) -> dict[str, Any] | None:
+    """A command set (implicit VR little endian) of numbers, UIDs and AE titles as
+    {keyword: value}, the values pydicom decodes; None when it holds anything else (an
+    error comment, an attribute list) or is malformed: pynetdicom decodes those."""
+    values: dict[str, Any] = {}
+    offset, end = 0, len(data)
+    while offset < end:
+        if offset + 8 > end:
+            return None
+        group, element, length = struct.unpack_from("<HHI", data, offset)
+        offset += 8
+        value = data[offset:offset + length]
+        offset += length
+        if group != 0 or offset > end:
+            return None
+        if element == 0x0000:
+            continue
+        known = _PLAIN_COMMAND_ELEMENTS.get(element)
+        if known is None:
+            return None
+        keyword, vr = known
+        if vr == "US":
+            if length != 2:
+                return None
+            values[keyword] = value[0] | value[1] << 8
+        else:
+            text = bytes(value).decode("ascii", "replace")
+            values[keyword] = text.rstrip("\0 ") if vr == "UI" else text.strip()
+    return values
+
+
+def _receive_primitive(original: Any) -> Any:
+    def receive_primitive(self: DIMSEServiceProvider, primitive: P_DATA) -> None:
+        """pynetdicom's ``receive_primitive``; a C-service message without a data set whose
+        command set comes whole in one P-DATA (every C-STORE response, C-ECHO, C-CANCEL)
+        becomes its primitive without a pydicom dataset in between (decoding it and reading
+        it back was a third of a C-GET sub-operation's time)."""
+        items = primitive.presentation_data_value_list
+        if (self.message is None and len(items) == 1 and items[0][1][0] == 0x03
+                and not self.assoc.get_handlers(evt.EVT_DIMSE_RECV)):
+            context_id, data = items[0]
+            values = _decode_command(memoryview(data)[1:])
+            if (values is not None and values.get("CommandDataSetType") == 0x0101
+                    and values.get("CommandField") in _PRIMITIVES
+                    and all(_conformant_uid(values[keyword]) for keyword in _UID_ATTRIBUTES
+                            if keyword in values)):
+                message = _PRIMITIVES[values["CommandField"]]()
+                for keyword, value in values.items():
+                    if keyword in _UID_ATTRIBUTES:  # conformant: what the setter would keep
+                        setattr(message, _UID_ATTRIBUTES[keyword], UID(value))
+                    elif hasattr(message, keyword):
+                        setattr(message, keyword, value)
+                message._context_id = context_id
+                if isinstance(message, C_CANCEL):
+                    if len(self.cancel_req) < 10:
+                        self.cancel_req[message.MessageIDBeingRespondedTo] = message
+                else:
+                    self.msg_queue.put((context_id, message))
+                return
+        original(self, primitive)
+    return receive_primitive
+
+
 def _decode_pdu(original: Any) -> Any:
     def decode_pdu(self: DULServiceProvider, bytestream: bytearray) -> tuple[Any, str]:
         """pynetdicom's ``_decode_pdu``; a P-DATA-TF PDU (PS3.8 9.3.5) is split into its items
@@ -632,6 +887,13 @@ def install() -> bool:
     DIMSEServiceProvider.send_msg = _dimse_send_msg  # type: ignore[method-assign]
     pynetdicom.fsm.P_DATA_TF = _p_data_tf  # type: ignore[attr-defined]
     DULServiceProvider._decode_pdu = _decode_pdu(DULServiceProvider._decode_pdu)  # type: ignore[method-assign]
+    DIMSEServiceProvider.receive_primitive = _receive_primitive(  # type: ignore[method-assign]
+        DIMSEServiceProvider.receive_primitive)
+    DIMSEServiceProvider.get_msg = _dimse_get_msg(DIMSEServiceProvider.get_msg)  # type: ignore[method-assign]
+    DULServiceProvider.send_pdu = _dul_send_pdu(DULServiceProvider.send_pdu)  # type: ignore[method-assign]
+    service_class = pynetdicom.service_class.QueryRetrieveServiceClass
+    service_class._get_scp = _retrieve_scp(service_class._get_scp)  # type: ignore[method-assign]
+    service_class._move_scp = _retrieve_scp(service_class._move_scp)  # type: ignore[method-assign]
     pynetdicom.service_class.encode = _service_class_encode(pynetdicom.service_class.encode)  # type: ignore[attr-defined]
     _installed = True
     return True

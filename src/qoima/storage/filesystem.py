@@ -104,7 +104,7 @@ class FilesystemBlobStore:
                     yield path.name
 
     def local_path(self, key: str) -> str | None:
-        return str(self._path(key))
+        return f"{self._folder(key)}/{key}"
 
 
 def _chunks(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
