@@ -144,7 +144,8 @@ def test_dataset_offset_is_where_pynetdicom_finds_it(tmp_path: Path) -> None:
     without = tmp_path / "other.dcm"  # a writer that left the group length out
     without.write_bytes(data[:132] + data[144:])
     for path in (with_group_length, without):
-        assert _dataset_offset(str(path)) == split_dataset(path)[1]
+        with path.open("rb") as fh:
+            assert _dataset_offset(fh, str(path)) == split_dataset(path)[1]
 
 
 def _find_identifier(level: str, keywords: list[str]) -> Dataset:

@@ -30,6 +30,16 @@ for an immediate ACK (``TCP_QUICKACK``): a peer with Nagle's algorithm on sends 
 dataset only once its command PDU is acknowledged, and a delayed ACK held every such exchange
 40 ms.
 
+A C-GET or C-MOVE runs its sub-operations on the thread that serves the request, and each
+one went through three other threads: the DUL thread sent the C-STORE request, the
+destination's DUL thread decoded its response and handed it back, the requestor's DUL thread
+sent the pending response, with a GIL hand-over at every step. Now that thread parks the DUL
+threads of both associations for the duration (``_own_dul``) and runs their loop itself
+(``_dul_step``): the same state machine, queues and actions, on one thread. Anything but
+P-DATA (a release, an abort) hands a DUL back to its thread. Received command sets that are
+whole and hold only numbers, UIDs and AE titles (every C-STORE response) become primitives
+without a pydicom dataset in between (``_decode_command``).
+
 C-FIND handlers must yield a ``Dataset`` per match, which pynetdicom encodes with pydicom:
 building and encoding it cost about 0.6 ms, more than the rest of a pending response. A
 handler may yield an ``EncodedIdentifier`` (bytes it encoded itself) instead, and the service
@@ -475,17 +485,29 @@ def _service_class_encode(original: Any) -> Any:
 def _send_c_store(original: Any) -> Any:
     def send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(dataset, StoredFile):
-            try:
-                context = self._get_valid_context(dataset.SOPClassUID,
-                                                  dataset.qoima_transfer_syntax, "scu",
-                                                  allow_conversion=False)
-            except ValueError:  # the peer takes another syntax: decode and let pynetdicom convert
+            context = _stored_context(self, dataset.SOPClassUID, dataset.qoima_transfer_syntax)
+            if context is None:  # the peer takes another syntax: decode, pynetdicom converts
                 dataset = dataset.decoded()
             else:
                 _own_dul(self)
                 return _send_stored_file(self, dataset, context.context_id, *args, **kwargs)
         return original(self, dataset, *args, **kwargs)
     return send_c_store
+
+
+def _stored_context(assoc: Association, sop_class: UID, transfer_syntax: UID
+                    ) -> PresentationContext | None:
+    """The accepted context that takes a stored instance as it is, if any; remembered per
+    association (its accepted contexts do not change)."""
+    known = assoc.__dict__.setdefault("_qoima_stored_contexts", {})
+    key = (sop_class, transfer_syntax)
+    if key not in known:
+        try:
+            known[key] = assoc._get_valid_context(sop_class, transfer_syntax, "scu",
+                                                  allow_conversion=False)
+        except ValueError:
+            known[key] = None
+    return cast(PresentationContext | None, known[key])
 
 
 def _retrieve_scp(original: Any) -> Any:
@@ -528,7 +550,7 @@ def _send_stored_file(self: Association, stored: StoredFile, context_id: int, ms
     # the index's UIDs, validated when the instance was stored: set as the setters keep them
     req._affected_sop_class_uid = stored.SOPClassUID
     req._affected_sop_instance_uid = stored.SOPInstanceUID
-    req._dataset_path = (Path(stored.qoima_path), _dataset_offset(stored.qoima_path))
+    req._dataset_path = (stored.qoima_path, None)  # offset read when sent: one open
     self._reactor_checkpoint.clear()  # pause the reactor, as pynetdicom does
     while not self._is_paused:
         time.sleep(0.0001)
@@ -538,14 +560,31 @@ def _send_stored_file(self: Association, stored: StoredFile, context_id: int, ms
     if rsp is None:  # the DIMSE timeout expired: abort
         self._handle_no_response()
         return Dataset()
-    return cast(Dataset, self._check_received_status(rsp))
+    return _received_status(self, rsp)
 
 
-def _dataset_offset(path: str) -> int:
+_PLAIN_STATUSES: dict[int, Dataset] = {}
+
+
+def _received_status(assoc: Association, rsp: Any) -> Dataset:
+    """``assoc._check_received_status(rsp)``: a valid response that carries a status and
+    nothing else (no error comment, no offending element) gets a dataset made once per
+    status code and shared, which the sub-operation loops only read."""
+    if rsp.is_valid_response and all(getattr(rsp, keyword, None) is None
+                                     for keyword in rsp.STATUS_OPTIONAL_KEYWORDS):
+        status = _PLAIN_STATUSES.get(rsp.Status)
+        if status is None:
+            status = Dataset()
+            status.Status = rsp.Status
+            _PLAIN_STATUSES[rsp.Status] = status
+        return status
+    return cast(Dataset, assoc._check_received_status(rsp))
+
+
+def _dataset_offset(fh: BinaryIO, path: str) -> int:
     """Where the dataset starts in a Part 10 file: after the preamble, "DICM" and the file
     meta group, whose length (0002,0000) Qoima always writes; pydicom reads other files."""
-    with open(path, "rb") as fh:
-        head = fh.read(144)
+    head = fh.read(144)
     if head[128:132] == b"DICM" and head[132:138] == b"\x02\x00\x00\x00UL":
         return 144 + int.from_bytes(head[140:144], "little")
     return int(split_dataset(Path(path))[1])
@@ -602,7 +641,8 @@ def _dimse_send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int)
                     context_id, 0x00, io.BytesIO(data), len(data), self.maximum_pdu_size))
         elif path is not None:  # a file, read about 1 MB at a time
             fh = files.enter_context(open(path[0], "rb"))
-            length = fh.seek(0, 2) - fh.seek(path[1])
+            offset = path[1] if path[1] is not None else _dataset_offset(fh, path[0])
+            length = fh.seek(0, 2) - fh.seek(offset)
             fragments = itertools.chain(fragments, _fragments(
                 context_id, 0x00, fh, length, self.maximum_pdu_size))
         _send_batched(self.dul, fragments)
