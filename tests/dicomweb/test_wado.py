@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -12,6 +13,7 @@ from dicomweb_client import DICOMwebClient
 from PIL import Image
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
+from qoima.dicomweb import wado
 from tests.dicomweb.conftest import (
     LoadedServer,
     assert_same_dataset,
@@ -46,7 +48,7 @@ def test_series_as_stored_returns_the_received_bytes(loaded: LoadedServer) -> No
 
 
 def test_an_instance_larger_than_a_write_comes_whole(loaded: LoadedServer) -> None:
-    """A 7 MB radiograph spans several of the server's 1 MB writes."""
+    """A 7 MB radiograph spans two of the server's 4 MB writes."""
     ds = pydicom.dcmread(sample("cr_dx/RG1_UNCI.dcm"), stop_before_pixels=True)
     response = httpx.get(f"{loaded.url}/studies/{ds.StudyInstanceUID}",
                          headers={"Accept": AS_STORED})
@@ -281,3 +283,29 @@ def test_cors_lets_a_browser_viewer_in(loaded: LoadedServer) -> None:
     assert "GET" in preflight.headers["access-control-allow-methods"]
     response = httpx.get(loaded.url + "/studies", headers={"Origin": origin})
     assert response.headers["access-control-allow-origin"] in ("*", origin)
+
+
+def test_write_buffers_are_filled_again_only_once_no_view_of_them_is_left() -> None:
+    """``_Chunks`` refills a buffer it handed out only when the server let go of it: a
+    consumer that keeps each write's view until the next one comes (Starlette's loop), and
+    one that keeps every view (a transport that queues them), both get the bytes sent."""
+    pieces = [bytes([n % 251]) * (n * 7 % 50 + 1) for n in range(400)]
+
+    def body() -> Iterator[memoryview]:
+        chunks = wado._Chunks(64)
+        for piece in pieces:
+            yield from chunks.add(piece)
+            yield from chunks.add_file(io.BytesIO(piece), len(piece))
+        yield from chunks.flush()
+
+    expected = b"".join(piece + piece for piece in pieces)
+    kept = list(body())  # every view alive: no buffer may be refilled under one
+    assert b"".join(bytes(view) for view in kept) == expected
+    assert len({id(view.obj) for view in kept}) == len(kept)
+    sent = bytearray()
+    buffers = {}  # the buffers themselves, so that no id is reused
+    for view in body():  # the previous view dropped as the next comes: a few buffers in turn
+        sent += view
+        buffers[id(view.obj)] = view.obj
+    assert bytes(sent) == expected
+    assert len(buffers) <= 3
