@@ -9,17 +9,21 @@ timeout). The association is a stand-in for pynetdicom's: only what the loop tou
 
 from __future__ import annotations
 
+import queue
 import socket
 import struct
 import threading
 import time
+from io import BytesIO
 from types import SimpleNamespace
 from typing import Any
 
+from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import (
     C_CANCEL_RQ,
     C_ECHO_RQ,
     C_MOVE_RSP,
+    C_STORE_RQ,
     C_STORE_RSP,
     DIMSEMessage,
 )
@@ -170,3 +174,75 @@ def test_command_sets_decode_to_what_pynetdicom_makes_of_them() -> None:
     command = _encoded(store_rsp, C_STORE_RSP)
     assert reactor._decode_command(memoryview(command)) is None
     assert reactor._decode_command(memoryview(command[:-3])) is None
+
+
+def test_received_messages_become_the_primitives_pynetdicom_makes() -> None:
+    """A C-STORE request whose data set comes in many fragments, over several P-DATA
+    primitives, and a C-STORE response: Qoima's receive path and pynetdicom's own give
+    equal primitives; a command fragment inside a data set is refused as an invalid PDU."""
+    request = C_STORE()
+    request.MessageID = 11
+    request.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    request.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.7"
+    request.Priority = 2
+    request.MoveOriginatorApplicationEntityTitle = "MOVER"
+    request.MoveOriginatorMessageID = 3
+    request.DataSet = BytesIO(bytes(range(256)) * 40)
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = 11
+    response.AffectedSOPClassUID = request.AffectedSOPClassUID
+    response.AffectedSOPInstanceUID = request.AffectedSOPInstanceUID
+    response.Status = 0
+    for primitive, message_class in ((request, C_STORE_RQ), (response, C_STORE_RSP)):
+        message = message_class()
+        message.primitive_to_message(primitive)
+        p_datas = list(message.encode_msg(1, 1000))
+        received = []
+        for receive in (reactor_receive, pynetdicom_receive):
+            dimse = _dimse_provider()
+            for p_data in p_datas:
+                receive(dimse, p_data)
+            received.append(dimse.msg_queue.get_nowait()[1])
+        ours, theirs = received
+        assert type(ours) is type(theirs)
+        for name in ("MessageID", "MessageIDBeingRespondedTo", "AffectedSOPClassUID",
+                     "AffectedSOPInstanceUID", "Priority", "Status",
+                     "MoveOriginatorApplicationEntityTitle", "MoveOriginatorMessageID"):
+            assert getattr(ours, name, None) == getattr(theirs, name, None), name
+        if primitive is request:
+            assert len(p_datas) > 3
+            assert ours.DataSet.getvalue() == theirs.DataSet.getvalue() == \
+                bytes(range(256)) * 40
+    dimse = _dimse_provider()
+    p_datas = list(message_with_data(request))
+    reactor_receive(dimse, p_datas[0])
+    reactor_receive(dimse, p_datas[0])  # the command again where data should follow
+    assert dimse.msg_queue.empty()
+    assert dimse.dul.event_queue.get_nowait() == "Evt19"
+
+
+def message_with_data(primitive: Any) -> Any:
+    message = C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    return message.encode_msg(1, 1000)
+
+
+def _dimse_provider() -> Any:
+    dimse = SimpleNamespace(message=None, msg_queue=queue.Queue(), cancel_req={},
+                            dul=SimpleNamespace(event_queue=queue.Queue()))
+    dimse.assoc = SimpleNamespace(get_handlers=lambda event: [], _accepted_cx={})
+    return dimse
+
+
+def pynetdicom_receive(dimse: Any, p_data: Any) -> None:
+    """What pynetdicom's ``receive_primitive`` does with a C-service message."""
+    if dimse.message is None:
+        dimse.message = DIMSEMessage()
+    if dimse.message.decode_msg(p_data, dimse.assoc):
+        message, dimse.message = dimse.message, None
+        dimse.msg_queue.put((message.context_id, message.message_to_primitive()))
+
+
+# the receive path ``reactor.install`` puts in, without installing it in the test process
+# (whose pynetdicom peers must stay pynetdicom's own)
+reactor_receive = reactor._receive_primitive(DIMSEServiceProvider.receive_primitive)
