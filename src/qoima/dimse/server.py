@@ -83,7 +83,17 @@ class SharedLoad:
     slot: int
 
 
-class _SharedListenerServer(ThreadedAssociationServer):  # type: ignore[misc]
+class _AcceptingServer(ThreadedAssociationServer):  # type: ignore[misc]
+    """pynetdicom's threaded server, without its thread per connection: that thread only
+    made the association and started the association's own threads, then ended, so it is
+    done here in the accepting thread (a thread start less per association)."""
+
+    def process_request(self, request: socket.socket, client_address: tuple[str, int]
+                        ) -> None:
+        self.process_request_thread(request, client_address)
+
+
+class _SharedListenerServer(_AcceptingServer):
     """A listening socket that other ``qoima serve`` worker processes accept on too (the first
     process binds it and hands it to the workers). Every process wakes for a waiting
     connection; one serving more associations than another process lets that one accept it,
@@ -180,7 +190,7 @@ def start_server(archive: Archive, options: DimseOptions, *, is_access_enforced:
         (evt.EVT_CONN_CLOSE, bound.log_stores),
     ]
     guarded = dimse_access.guard(events, archive, is_enforced=is_access_enforced)
-    server_class: type = ThreadedAssociationServer
+    server_class: type = _AcceptingServer
     if load is not None:
         server_class = type("SharedListenerServer", (_SharedListenerServer,),
                             {"listen_socket": listen_socket, "load": load})
