@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -313,3 +314,26 @@ def test_records_stream_to_syslog_as_they_happen(tmp_path: Path) -> None:
         archive.database.dispose()
     assert b'UserID="dr.b"' in message
     assert b'csd-code="110112"' in message
+
+
+def test_stores_of_a_dropped_association_are_audited(secure: SecureServer,
+                                                     tmp_path: Path) -> None:
+    """A village link that drops mid-association (no release, no abort) still leaves its
+    C-STOREs in the trail, recorded when the connection closes."""
+    after = secure.last_audit_id()
+    path = tmp_path / "dropped.dcm"
+    make_instance(patient_id=PATIENT_A["id"], study="dropped-link").save_as(
+        path, enforce_file_format=True)
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title=PEER_AE)
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", secure.server.dicom_port, ae_title="QOIMA")
+    assert assoc.is_established
+    assert assoc.send_c_store(ds).Status == 0
+    connection = assoc.dul.socket.socket
+    connection.shutdown(socket.SHUT_RDWR)  # the link goes: no A-RELEASE, no A-ABORT
+    connection.close()
+    event = secure.wait_for_audit(lambda e: e["action"] == "store"
+                                  and e["actor"] == f"ae:{PEER_AE}", after)
+    assert event["study_instance_uids"] == [ds.StudyInstanceUID]
+    assoc.kill()
