@@ -18,6 +18,8 @@ from io import BytesIO
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from pydicom.uid import UID
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import (
     C_CANCEL_RQ,
@@ -30,6 +32,7 @@ from pynetdicom.dimse_messages import (
 from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.utils import set_uid
 
 from qoima.dimse import reactor
 
@@ -246,3 +249,17 @@ def pynetdicom_receive(dimse: Any, p_data: Any) -> None:
 # the receive path ``reactor.install`` puts in, without installing it in the test process
 # (whose pynetdicom peers must stay pynetdicom's own)
 reactor_receive = reactor._receive_primitive(DIMSEServiceProvider.receive_primitive)
+
+
+def test_uid_setter_shortcut_returns_what_pynetdicom_returns() -> None:
+    """``_set_uid`` skips pydicom's validation only for conformant UIDs, and returns for
+    every value what pynetdicom's ``set_uid`` does (non-conformant ones still go to it)."""
+    shortcut = reactor._set_uid(set_uid)
+    for value in ("1.2.840.10008.5.1.4.1.1.2", UID("1.2.840.10008.1.2.1"), "1." + "2" * 62,
+                  "", None):
+        ours, theirs = shortcut(value, "UID"), set_uid(value, "UID")
+        assert ours == theirs
+        assert type(ours) is type(theirs)
+    with pytest.warns(UserWarning, match="exceeds"), \
+            pytest.raises(ValueError, match="must not exceed 64"):
+        shortcut("1." + "2" * 63, "UID")  # pydicom's path: a warning, then pynetdicom's error
