@@ -251,6 +251,8 @@ def pynetdicom_receive(dimse: Any, p_data: Any) -> None:
 reactor_receive = reactor._receive_primitive(DIMSEServiceProvider.receive_primitive)
 
 
+# pydicom may warn about the over-long UID first, depending on its validation settings
+@pytest.mark.filterwarnings("ignore:The value length:UserWarning")
 def test_uid_setter_shortcut_returns_what_pynetdicom_returns() -> None:
     """``_set_uid`` skips pydicom's validation only for conformant UIDs, and returns for
     every value what pynetdicom's ``set_uid`` does (non-conformant ones still go to it)."""
@@ -260,6 +262,5 @@ def test_uid_setter_shortcut_returns_what_pynetdicom_returns() -> None:
         ours, theirs = shortcut(value, "UID"), set_uid(value, "UID")
         assert ours == theirs
         assert type(ours) is type(theirs)
-    with pytest.warns(UserWarning, match="exceeds"), \
-            pytest.raises(ValueError, match="must not exceed 64"):
-        shortcut("1." + "2" * 63, "UID")  # pydicom's path: a warning, then pynetdicom's error
+    with pytest.raises(ValueError, match="must not exceed 64"):
+        shortcut("1." + "2" * 63, "UID")  # pynetdicom's path and error
