@@ -24,6 +24,10 @@ from tests.scu import send_files
 from tests.servers import QoimaServer, free_port
 
 _COUNT = 12
+# The test peer aborts from a thread of its own while its pynetdicom still answers the
+# C-STORE in hand: its DUL then logs an invalid event in its own process, not Qoima's.
+_PEER_ABORTS = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 def _store_study(server: QoimaServer, tmp_path: Path, study: str) -> str:
@@ -100,9 +104,7 @@ def test_c_get_cancelled_midway_ends_with_cancel_and_the_association_serves_on(
         assoc.release()
 
 
-# The test peer aborts from a thread of its own while its pynetdicom still answers the
-# C-STORE in hand: its DUL then logs an invalid event in its own process, not Qoima's.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@_PEER_ABORTS
 def test_c_get_peer_that_aborts_midway_leaves_the_server_serving(
         server: QoimaServer, tmp_path: Path) -> None:
     study_uid = _store_study(server, tmp_path, "abort-get")
@@ -170,9 +172,7 @@ def _move(server: QoimaServer, study_uid: str) -> list[Dataset]:
         assoc.release()
 
 
-# The test peer aborts from a thread of its own while its pynetdicom still answers the
-# C-STORE in hand: its DUL then logs an invalid event in its own process, not Qoima's.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@_PEER_ABORTS
 def test_c_move_to_a_destination_that_aborts_midway_reports_failures_then_moves_again(
         server: QoimaServer, tmp_path: Path) -> None:
     study_uid = _store_study(server, tmp_path, "abort-move")

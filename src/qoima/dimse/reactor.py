@@ -116,8 +116,13 @@ class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
 
 
 def _wake_dul(dul: DULServiceProvider) -> None:
+    if getattr(dul, "_qoima_owner", None) is None:  # an owner runs the loop itself
+        _signal_dul(dul)
+
+
+def _signal_dul(dul: DULServiceProvider) -> None:
     wake_w = getattr(dul, "_qoima_wake_w", None)
-    if wake_w is not None and getattr(dul, "_qoima_owner", None) is None:
+    if wake_w is not None:
         with contextlib.suppress(OSError):  # already signalled (buffer full) or closed
             wake_w.send(b"\0")
 
@@ -284,9 +289,7 @@ def _own_dul(assoc: Association) -> bool:
         return False
     dul._qoima_parked.clear()
     dul._qoima_owner = threading.current_thread()
-    wake_w = dul._qoima_wake_w
-    with contextlib.suppress(OSError, AttributeError):
-        wake_w.send(b"\0")
+    _signal_dul(dul)  # to its park
     if not dul._qoima_parked.wait(1.0):
         _release_dul(dul)
         return False
@@ -320,11 +323,13 @@ def _dimse_get_msg(original: Any) -> Any:
     def get_msg(self: DIMSEServiceProvider, block: bool = False) -> tuple[int | None, Any]:
         """pynetdicom's ``get_msg``; waiting on a DUL that the caller owns (``_own_dul``),
         the caller runs the DUL until a message comes or the DIMSE timeout passes."""
-        if not block or not _owned_by_caller(self.dul):
+        if not block:
+            return cast(tuple[int | None, Any], original(self, False))
+        if not _owned_by_caller(self.dul):
             # nothing can come once the connection is gone (the peer aborted while this
             # thread was about to send): pynetdicom would wait out the DIMSE timeout
             gone = self.dul.state_machine.current_state == "Sta1" or not self.dul.is_alive()
-            return cast(tuple[int | None, Any], original(self, block and not gone))
+            return cast(tuple[int | None, Any], original(self, not gone))
         timeout = self.dimse_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         while _owned_by_caller(self.dul):
@@ -874,8 +879,8 @@ def _command_primitive(values: dict[str, Any], context_id: int) -> Any:
     field = values["CommandField"]
     message = _PRIMITIVES[field]()
     for keyword, value in values.items():
-        if keyword in _UID_ATTRIBUTES:
-            setattr(message, _UID_ATTRIBUTES[keyword], UID(value))
+        if keyword in _UID_ATTRIBUTES:  # checked conformant: not validated again
+            setattr(message, _UID_ATTRIBUTES[keyword], UID(value, pydicom.config.IGNORE))
         elif hasattr(message, keyword):
             setattr(message, keyword, value)
     message._context_id = context_id

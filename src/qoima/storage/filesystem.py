@@ -29,8 +29,11 @@ class FilesystemBlobStore:
         check_key(key)
         return f"{self._root}/{key[:2]}/{key[2:4]}"
 
+    def _file(self, key: str) -> str:
+        return f"{self._folder(key)}/{key}"
+
     def _path(self, key: str) -> Path:
-        return Path(self._folder(key), key)
+        return Path(self._file(key))
 
     def write(self, key: str, data: bytes) -> None:
         """Written straight to its place, not to a temp file then renamed: a key is new and
@@ -104,7 +107,7 @@ class FilesystemBlobStore:
                     yield path.name
 
     def local_path(self, key: str) -> str | None:
-        return f"{self._folder(key)}/{key}"
+        return self._file(key)
 
 
 def _chunks(fh: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
