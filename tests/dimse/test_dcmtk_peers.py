@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pydicom
@@ -73,6 +76,31 @@ def test_storescu_then_getscu_returns_equal_datasets(server: QoimaServer, sample
                 not got.file_meta.TransferSyntaxUID.is_compressed:
             original.decompress(generate_instance_uid=False)  # transcoded for the peer
         assert same_dataset(original, got), path.name
+
+
+def test_the_index_keeps_the_sha256_of_each_stored_file(sqlite_server: QoimaServer,
+                                                         samples: Path) -> None:
+    """The hash kept for the duplicate check, made as a C-STORE's data set arrives, is the
+    SHA-256 of the bytes stored; sending the same files again stores nothing new."""
+    paths = [samples / name for name in (
+        "ct/CT_small.dcm", "ct/693_UNCI.dcm", "ct/eCT_Supplemental.dcm", "cr_dx/RG1_UNCI.dcm",
+        "ct_series_3slice/01.dcm", "ct_series_3slice/02.dcm", "ct_series_3slice/03.dcm")]
+    result = store_folder(sqlite_server, *paths)
+    assert "Store Failed" not in result.stderr, result.stderr
+    with sqlite3.connect(f"file:{sqlite_server.data_dir / 'index.sqlite'}?mode=ro",
+                         uri=True) as db:
+        kept = dict(db.execute("SELECT blob_key, sha256 FROM instance"))
+    assert len(kept) == len(paths)
+    assert min(path.stat().st_size for path in paths) < 64 << 10 < max(  # hashed at the end,
+        path.stat().st_size for path in paths)                           # or as they arrive
+    for key, sha256 in kept.items():
+        [blob] = (sqlite_server.data_dir / "blobs").glob(f"*/*/{key}")
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == sha256, blob
+    assert "Store Failed" not in store_folder(sqlite_server, *paths).stderr
+    deadline = time.monotonic() + 10  # logged as the server sees the connection close
+    while "0 stored, 7 duplicates" not in sqlite_server.log():
+        assert time.monotonic() < deadline, sqlite_server.log()
+        time.sleep(0.1)
 
 
 def test_findscu_matches_wildcards_and_ranges(server: QoimaServer, tmp_path: Path) -> None:

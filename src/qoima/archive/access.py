@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -411,9 +412,10 @@ class GuardedArchive(Archive):
         check_study(self, stored.study_instance_uid)
         return stored
 
-    def store_instance(self, data: bytes, origin: str) -> StoreResult:
+    def store_instance(self, data: bytes, origin: str, digest: Future[str] | None = None
+                       ) -> StoreResult:
         require("store")
-        result = super().store_instance(data, origin)
+        result = super().store_instance(data, origin, digest)
         _touch([result.study_instance_uid])
         return result
 

@@ -26,6 +26,13 @@ from qoima.storage import BlobStore, new_key
 logger = logging.getLogger(__name__)
 
 
+_HASH_ALONGSIDE_BYTES = 64 << 10  # hashing this many bytes costs about one thread hand-off
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _run_now(fn: Any, *args: Any) -> Future[Any]:
     """``fn(*args)`` run in this thread, as a settled future (``submit`` without the pool)."""
     future: Future[Any] = Future()
@@ -110,9 +117,11 @@ class Archive:
         self._blob_writer = ThreadPoolExecutor(max_workers=16, thread_name_prefix="blob-write")
 
     # Ingest ---------------------------------------------------------------------------------
-    def store_instance(self, data: bytes, origin: str) -> StoreResult:
-        """The one ingest path (C-STORE, STOW-RS, import, AI outputs): parse, write, index."""
-        [outcome] = self._store_all([data], origin)
+    def store_instance(self, data: bytes, origin: str, digest: Future[str] | None = None
+                       ) -> StoreResult:
+        """The one ingest path (C-STORE, STOW-RS, import, AI outputs): parse, write, index.
+        ``digest``: the SHA-256 (hex) of ``data`` where the caller has it hashed already."""
+        [outcome] = self._store_all([data], origin, [digest])
         if isinstance(outcome, QoimaError):
             raise outcome
         return outcome
@@ -124,11 +133,20 @@ class Archive:
         be stored gets its error, the others are stored."""
         return self._store_all(datas, origin)
 
-    def _store_all(self, datas: Sequence[bytes], origin: str
+    def _store_all(self, datas: Sequence[bytes], origin: str,
+                   digests: Sequence[Future[str] | None] = ()
                    ) -> list[StoreResult | QoimaError]:
         outcomes: list[StoreResult | QoimaError | None] = [None] * len(datas)
         pending: list[_Pending] = []
         for index, data in enumerate(datas):
+            # A large instance not hashed yet is hashed in another thread from the start,
+            # while this one parses it and writes it: all three release the GIL, and
+            # without SHA instructions hashing 500 KB takes longer than parsing, writing and
+            # fsyncing it. A small one is hashed here, where the hand-off to another thread
+            # and back would cost more than the hash.
+            digest = digests[index] if digests else None
+            if digest is None and len(data) >= _HASH_ALONGSIDE_BYTES:
+                digest = self._blob_writer.submit(_sha256, data)
             try:
                 if len(data) > self.policy.max_instance_bytes:
                     raise InvalidDicom(f"instance of {len(data)} bytes exceeds the size limit")
@@ -137,18 +155,19 @@ class Archive:
             except QoimaError as exc:
                 outcomes[index] = exc
                 continue
+            if digest is None or parsed.part10 is not data:  # stored as other bytes
+                digest = _run_now(_sha256, parsed.part10)
             # A batch's blobs are written (and fsynced) in other threads while this one
-            # parses and hashes the next instances; a single instance (C-STORE) is written
-            # here, without a hand-off to another thread and back. The index transaction
-            # starts once the bytes are durable, so an index row never is before its bytes,
-            # and the index's write lock (shared by every process on SQLite) is not held
-            # while a blob's fsync runs. The duplicate check runs inside the transaction: a
-            # rare duplicate costs one blob written and deleted.
+            # parses the next instances; a single instance (C-STORE) is written here,
+            # without a hand-off to another thread and back. The index transaction starts
+            # once the bytes are durable, so an index row never is before its bytes, and
+            # the index's write lock (shared by every process on SQLite) is not held while
+            # a blob's fsync runs. The duplicate check runs inside the transaction: a rare
+            # duplicate costs one blob written and deleted.
             key = new_key()
             write = self._blob_writer.submit if len(datas) > 1 else _run_now
             pending.append(_Pending(index, parsed, key, write(self.blobs.write, key,
-                                                              parsed.part10),
-                                    hashlib.sha256(parsed.part10).hexdigest()))
+                                                              parsed.part10), digest))
         if not pending:
             return _all_set(outcomes)
         found: dict[int, tuple[str, str | None]] = {}  # index -> (what happened, blob key)
@@ -174,6 +193,7 @@ class Archive:
         try:
             for item in pending:
                 item.written.result()
+                item.digest.result()
             self.database.write_shared(work)
         except IntegrityError as exc:
             self._discard(pending)
@@ -327,4 +347,8 @@ class _Pending:
     parsed: ParsedInstance
     key: str
     written: Future[None]
-    sha256: str
+    digest: Future[str]  # of parsed.part10
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.result()
