@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import blake3
 import pydicom
 import pytest
 
@@ -78,29 +79,41 @@ def test_storescu_then_getscu_returns_equal_datasets(server: QoimaServer, sample
         assert same_dataset(original, got), path.name
 
 
-def test_the_index_keeps_the_sha256_of_each_stored_file(sqlite_server: QoimaServer,
-                                                         samples: Path) -> None:
-    """The hash kept for the duplicate check, made as a C-STORE's data set arrives, is the
-    SHA-256 of the bytes stored; sending the same files again stores nothing new."""
+def test_the_index_keeps_a_hash_of_each_stored_file_and_finds_duplicates_by_it(
+        sqlite_server: QoimaServer, samples: Path, tmp_path: Path) -> None:
+    """The index keeps the BLAKE3 hash of the bytes stored; sending the same files again
+    stores nothing new, also where the index has a SHA-256 hash (a row from before index
+    version 0006), and a changed file under a stored UID is still refused."""
     paths = [samples / name for name in (
         "ct/CT_small.dcm", "ct/693_UNCI.dcm", "ct/eCT_Supplemental.dcm", "cr_dx/RG1_UNCI.dcm",
         "ct_series_3slice/01.dcm", "ct_series_3slice/02.dcm", "ct_series_3slice/03.dcm")]
     result = store_folder(sqlite_server, *paths)
     assert "Store Failed" not in result.stderr, result.stderr
-    with sqlite3.connect(f"file:{sqlite_server.data_dir / 'index.sqlite'}?mode=ro",
-                         uri=True) as db:
-        kept = dict(db.execute("SELECT blob_key, sha256 FROM instance"))
+    index = sqlite_server.data_dir / "index.sqlite"
+    with sqlite3.connect(index) as db:
+        kept = dict(db.execute("SELECT blob_key, content_hash FROM instance"))
     assert len(kept) == len(paths)
-    assert min(path.stat().st_size for path in paths) < 64 << 10 < max(  # hashed at the end,
-        path.stat().st_size for path in paths)                           # or as they arrive
-    for key, sha256 in kept.items():
+    stored = {}
+    for key, content_hash in kept.items():
         [blob] = (sqlite_server.data_dir / "blobs").glob(f"*/*/{key}")
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == sha256, blob
-    assert "Store Failed" not in store_folder(sqlite_server, *paths).stderr
-    deadline = time.monotonic() + 10  # logged as the server sees the connection close
-    while "0 stored, 7 duplicates" not in sqlite_server.log():
-        assert time.monotonic() < deadline, sqlite_server.log()
-        time.sleep(0.1)
+        stored[key] = blob.read_bytes()
+        assert content_hash == f"blake3:{blake3.blake3(stored[key]).hexdigest()}", blob
+    for resend in (1, 2):
+        if resend == 2:  # as the migration to 0006 left the rows stored before it
+            with sqlite3.connect(index) as db:
+                db.executemany("UPDATE instance SET content_hash = ? WHERE blob_key = ?", [
+                    (f"sha256:{hashlib.sha256(data).hexdigest()}", key)
+                    for key, data in stored.items()])
+        assert "Store Failed" not in store_folder(sqlite_server, *paths).stderr
+        deadline = time.monotonic() + 10  # logged as the server sees the connection close
+        while sqlite_server.log().count("0 stored, 7 duplicates") < resend:
+            assert time.monotonic() < deadline, sqlite_server.log()
+            time.sleep(0.1)
+    changed = pydicom.dcmread(paths[1])
+    changed.PatientName = "SOMEONE^ELSE"
+    changed.save_as(tmp_path / "changed.dcm", enforce_file_format=True)
+    assert send_files(sqlite_server.dicom_port, [tmp_path / "changed.dcm"]) == {
+        tmp_path / "changed.dcm": 0xC211}
 
 
 def test_findscu_matches_wildcards_and_ranges(server: QoimaServer, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -412,10 +411,9 @@ class GuardedArchive(Archive):
         check_study(self, stored.study_instance_uid)
         return stored
 
-    def store_instance(self, data: bytes, origin: str, digest: Future[str] | None = None
-                       ) -> StoreResult:
+    def store_instance(self, data: bytes, origin: str) -> StoreResult:
         require("store")
-        result = super().store_instance(data, origin, digest)
+        result = super().store_instance(data, origin)
         _touch([result.study_instance_uid])
         return result
 

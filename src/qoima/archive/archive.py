@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import blake3
 from sqlalchemy.exc import IntegrityError
 
 from qoima.dicom.attributes import Level
@@ -26,11 +27,13 @@ from qoima.storage import BlobStore, new_key
 logger = logging.getLogger(__name__)
 
 
-_HASH_ALONGSIDE_BYTES = 64 << 10  # hashing this many bytes costs about one thread hand-off
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def content_hash(data: bytes, algorithm: str = "blake3") -> str:
+    """``algorithm:hex digest`` of a stored file: BLAKE3 for what is stored now (on a host
+    without SHA instructions, SHA-256 took a quarter of a CT slice's C-STORE and most of
+    the CPU a 10 MB radiograph costs); ``sha256`` for rows made before it."""
+    if algorithm == "blake3":
+        return f"blake3:{blake3.blake3(data).hexdigest()}"
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 def _run_now(fn: Any, *args: Any) -> Future[Any]:
@@ -117,11 +120,9 @@ class Archive:
         self._blob_writer = ThreadPoolExecutor(max_workers=16, thread_name_prefix="blob-write")
 
     # Ingest ---------------------------------------------------------------------------------
-    def store_instance(self, data: bytes, origin: str, digest: Future[str] | None = None
-                       ) -> StoreResult:
-        """The one ingest path (C-STORE, STOW-RS, import, AI outputs): parse, write, index.
-        ``digest``: the SHA-256 (hex) of ``data`` where the caller has it hashed already."""
-        [outcome] = self._store_all([data], origin, [digest])
+    def store_instance(self, data: bytes, origin: str) -> StoreResult:
+        """The one ingest path (C-STORE, STOW-RS, import, AI outputs): parse, write, index."""
+        [outcome] = self._store_all([data], origin)
         if isinstance(outcome, QoimaError):
             raise outcome
         return outcome
@@ -133,20 +134,11 @@ class Archive:
         be stored gets its error, the others are stored."""
         return self._store_all(datas, origin)
 
-    def _store_all(self, datas: Sequence[bytes], origin: str,
-                   digests: Sequence[Future[str] | None] = ()
+    def _store_all(self, datas: Sequence[bytes], origin: str
                    ) -> list[StoreResult | QoimaError]:
         outcomes: list[StoreResult | QoimaError | None] = [None] * len(datas)
         pending: list[_Pending] = []
         for index, data in enumerate(datas):
-            # A large instance not hashed yet is hashed in another thread from the start,
-            # while this one parses it and writes it: all three release the GIL, and
-            # without SHA instructions hashing 500 KB takes longer than parsing, writing and
-            # fsyncing it. A small one is hashed here, where the hand-off to another thread
-            # and back would cost more than the hash.
-            digest = digests[index] if digests else None
-            if digest is None and len(data) >= _HASH_ALONGSIDE_BYTES:
-                digest = self._blob_writer.submit(_sha256, data)
             try:
                 if len(data) > self.policy.max_instance_bytes:
                     raise InvalidDicom(f"instance of {len(data)} bytes exceeds the size limit")
@@ -155,19 +147,18 @@ class Archive:
             except QoimaError as exc:
                 outcomes[index] = exc
                 continue
-            if digest is None or parsed.part10 is not data:  # stored as other bytes
-                digest = _run_now(_sha256, parsed.part10)
             # A batch's blobs are written (and fsynced) in other threads while this one
-            # parses the next instances; a single instance (C-STORE) is written here,
-            # without a hand-off to another thread and back. The index transaction starts
-            # once the bytes are durable, so an index row never is before its bytes, and
-            # the index's write lock (shared by every process on SQLite) is not held while
-            # a blob's fsync runs. The duplicate check runs inside the transaction: a rare
-            # duplicate costs one blob written and deleted.
+            # parses and hashes the next instances; a single instance (C-STORE) is written
+            # here, without a hand-off to another thread and back. The index transaction
+            # starts once the bytes are durable, so an index row never is before its bytes,
+            # and the index's write lock (shared by every process on SQLite) is not held
+            # while a blob's fsync runs. The duplicate check runs inside the transaction: a
+            # rare duplicate costs one blob written and deleted.
             key = new_key()
             write = self._blob_writer.submit if len(datas) > 1 else _run_now
             pending.append(_Pending(index, parsed, key, write(self.blobs.write, key,
-                                                              parsed.part10), digest))
+                                                              parsed.part10),
+                                    content_hash(parsed.part10)))
         if not pending:
             return _all_set(outcomes)
         found: dict[int, tuple[str, str | None]] = {}  # index -> (what happened, blob key)
@@ -178,7 +169,7 @@ class Archive:
                 uid = item.parsed.sop_instance_uid
                 existing = index_instances.find_instance(conn, uid)
                 if existing is not None:
-                    if existing.sha256 == item.sha256:
+                    if item.same_content(existing.content_hash):
                         found[item.index] = ("same", existing.blob_key)
                         continue
                     if self.policy.duplicate_policy != "overwrite":
@@ -188,12 +179,11 @@ class Archive:
                     found[item.index] = ("replaced", existing.blob_key)
                 index_instances.insert_instance(conn, index_instances.NewInstance(
                     item.parsed.values, item.parsed.transfer_syntax_uid, item.key,
-                    len(item.parsed.part10), item.sha256, origin))
+                    len(item.parsed.part10), item.content_hash, origin))
 
         try:
             for item in pending:
                 item.written.result()
-                item.digest.result()
             self.database.write_shared(work)
         except IntegrityError as exc:
             self._discard(pending)
@@ -232,7 +222,7 @@ class Archive:
         """The same instance arrived twice at once (two senders, or one STOW request)."""
         uid = item.parsed.sop_instance_uid
         other = self.database.read(lambda conn: index_instances.find_instance(conn, uid))
-        if other is not None and other.sha256 == item.sha256:
+        if other is not None and item.same_content(other.content_hash):
             logger.debug("duplicate instance %s (identical, stored concurrently) ignored", uid)
             return self._result(item.parsed, other.blob_key, True)
         conflict = Conflict(f"SOP Instance {uid} was stored concurrently")
@@ -347,8 +337,11 @@ class _Pending:
     parsed: ParsedInstance
     key: str
     written: Future[None]
-    digest: Future[str]  # of parsed.part10
+    content_hash: str
 
-    @property
-    def sha256(self) -> str:
-        return self.digest.result()
+    def same_content(self, stored_hash: str) -> bool:
+        """Whether an instance stored with ``stored_hash`` has the same bytes as this one."""
+        algorithm = stored_hash.partition(":")[0]
+        mine = self.content_hash if self.content_hash.startswith(f"{algorithm}:") \
+            else content_hash(self.parsed.part10, algorithm)
+        return stored_hash == mine

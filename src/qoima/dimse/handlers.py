@@ -194,9 +194,7 @@ class DimseHandlers:
             data = header.part10(request.DataSet.getvalue(), str(request.AffectedSOPClassUID),
                                  str(request.AffectedSOPInstanceUID),
                                  str(event.context.transfer_syntax))
-            running = getattr(request, "_qoima_hash", None)  # reactor.RunningHash
-            result = self.archive.store_instance(data, _origin(event, "store"),
-                                                 running.digest if running else None)
+            result = self.archive.store_instance(data, _origin(event, "store"))
         except QoimaError as exc:
             counts[2] += 1
             status = statuses.store_status_for(exc)

@@ -51,10 +51,8 @@ installed only on the 3.0 series, which pyproject pins.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
-import hashlib
 import io
 import itertools
 import logging
@@ -66,7 +64,6 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -99,8 +96,6 @@ from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket
-
-from qoima.dicom.header import part10
 
 logger = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.05
@@ -892,69 +887,6 @@ def _command_primitive(values: dict[str, Any], context_id: int) -> Any:
     return message
 
 
-_HASHERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-hash")
-_HASH_ALONGSIDE_BYTES = 64 << 10  # hashing this many bytes costs about one thread hand-off
-
-
-class RunningHash:
-    """The SHA-256 of a C-STORE's Part 10 file (``header.part10``), hashed as its data set's
-    fragments arrive, in another thread once they pass 64 KB (a small one is hashed at its
-    end, in the receiving thread): the archive keeps it for the duplicate check, and
-    without SHA instructions hashing a 500 KB CT slice takes longer than receiving it.
-    ``digest`` is settled once ``finish`` is called and every fragment is hashed."""
-
-    def __init__(self, prefix: bytes) -> None:
-        self._hash = hashlib.sha256(prefix)
-        self._parts: collections.deque[memoryview | None] = collections.deque()
-        self._size = 0
-        self._lock = threading.Lock()
-        self._draining = False
-        self.digest: Future[str] = Future()
-
-    def add(self, fragment: memoryview) -> None:
-        """The next fragment: a view of bytes that no one changes."""
-        self._parts.append(fragment)
-        self._size += len(fragment)
-        if self._size >= _HASH_ALONGSIDE_BYTES:
-            self._start(_HASHERS.submit)
-
-    def finish(self) -> None:
-        """The last fragment was added."""
-        self._parts.append(None)
-        self._start(lambda drain: drain())
-
-    def _start(self, run: Any) -> None:
-        with self._lock:
-            if self._draining:
-                return
-            self._draining = True
-        run(self._drain)
-
-    def _drain(self) -> None:
-        while True:
-            while self._parts:
-                part = self._parts.popleft()
-                if part is None:
-                    self.digest.set_result(self._hash.hexdigest())
-                else:
-                    self._hash.update(part)
-            with self._lock:
-                if not self._parts:
-                    self._draining = False
-                    return
-
-
-def _store_hash(dimse: DIMSEServiceProvider, context_id: int, values: dict[str, Any]
-                ) -> RunningHash | None:
-    """A running hash for a C-STORE request's data set, as the handler will wrap it in Part
-    10 (``header.part10``), when its context is known."""
-    context = dimse.assoc._accepted_cx.get(context_id)
-    if context is None or not context.transfer_syntax:
-        return None
-    return RunningHash(part10(b"", values["AffectedSOPClassUID"],  # as event.context has it
-                              values["AffectedSOPInstanceUID"], str(context.transfer_syntax[0])))
-
-
 def _receive_primitive(original: Any) -> Any:
     def receive_primitive(self: DIMSEServiceProvider, primitive: P_DATA) -> None:
         """pynetdicom's ``receive_primitive``. A C-service message whose command set comes
@@ -987,12 +919,9 @@ def _receive_primitive(original: Any) -> Any:
             if values["CommandDataSetType"] == 0x0101:
                 _deliver(self, context_id, message)
                 return
-            running = None
-            if isinstance(message, C_STORE):
-                running = message._qoima_hash = _store_hash(self, context_id, values)
-            pending = self._qoima_pending = (context_id, message, data, running)
+            pending = self._qoima_pending = (context_id, message, data)
             items = items[1:]
-        context_id, message, data, running = pending
+        context_id, message, data = pending
         for _item_context, fragment in items:
             if fragment[0] & 0x01:  # a command where the data set goes on: not a message
                 self._qoima_pending = None
@@ -1000,12 +929,8 @@ def _receive_primitive(original: Any) -> Any:
                 self.dul.event_queue.put("Evt19")
                 return
             data.write(fragment[1:])
-            if running is not None:
-                running.add(fragment[1:])
             if fragment[0] & 0x02:
                 self._qoima_pending = None
-                if running is not None:
-                    running.finish()
                 _deliver(self, context_id, message)
                 return
     return receive_primitive

@@ -24,7 +24,7 @@ class InstanceRow:
     transfer_syntax_uid: str
     blob_key: str
     size_bytes: int
-    sha256: str
+    content_hash: str  # "algorithm:hex digest"
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class NewInstance:
     transfer_syntax_uid: str
     blob_key: str
     size_bytes: int
-    sha256: str
+    content_hash: str  # "algorithm:hex digest"
     origin: str
 
 
@@ -60,7 +60,7 @@ _FIND_INSTANCE = (
     select(instance.c.sop_instance_uid, series.c.series_instance_uid,
            study.c.study_instance_uid, instance.c.sop_class_uid,
            instance.c.transfer_syntax_uid, instance.c.blob_key, instance.c.size_bytes,
-           instance.c.sha256)
+           instance.c.content_hash)
     .join(series, series.c.id == instance.c.series_id_fk)
     .join(study, study.c.id == series.c.study_id_fk)
     .where(instance.c.sop_instance_uid == bindparam("b_uid"))
@@ -160,7 +160,7 @@ def insert_instance(conn: Connection, new: NewInstance) -> None:
     raw_execute(conn, _INSERT_INSTANCE, {
         **_row_values(Level.IMAGE, values), "series_id_fk": series_pk,
         "transfer_syntax_uid": new.transfer_syntax_uid, "blob_key": new.blob_key,
-        "size_bytes": new.size_bytes, "sha256": new.sha256, "origin": new.origin[:200],
+        "size_bytes": new.size_bytes, "content_hash": new.content_hash, "origin": new.origin[:200],
         "created_at": now})
     raw_execute(conn, _UPDATE_SERIES, {"b_pk": series_pk, "b_size": new.size_bytes})
     counts = {"b_pk": study_pk, "b_size": new.size_bytes, "b_new_series": int(is_new_series),

@@ -117,7 +117,7 @@ instance = Table(
     Column("transfer_syntax_uid", _text(64), nullable=False),
     Column("blob_key", String(32), nullable=False, unique=True),
     Column("size_bytes", BigInteger, nullable=False),
-    Column("sha256", String(64), nullable=False),
+    Column("content_hash", String(80), nullable=False),  # "blake3:..." or "sha256:..."
     Column("origin", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("sop_instance_uid"),
