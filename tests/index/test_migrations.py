@@ -7,22 +7,18 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from qoima.app import build_archive, configure_libraries
 from qoima.config import load_settings
 from qoima.errors import Conflict
-from qoima.index.database import MIGRATIONS_DIR, Database
+from qoima.index.database import Database, alembic_config
 from tests.factories import make_instance, to_bytes
 
 
 def _migrate(database: Database, revision: str, *, down: bool = False) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with database.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(config, revision)
+        (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
 
 
 def test_hashes_from_before_0006_become_sha256_and_still_find_duplicates(

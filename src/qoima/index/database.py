@@ -131,14 +131,11 @@ class Database:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision of every branch."""
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
         # BEGIN IMMEDIATE on SQLite: a CLI command and a starting server may upgrade at the
         # same time; the second waits for the first instead of failing with "locked".
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
-            config.attributes["connection"] = conn
-            command.upgrade(config, "heads")  # one branch per feature area
+            command.upgrade(alembic_config(conn), "heads")  # one branch per feature area
 
     def dispose(self) -> None:
         if self._write_lock is not None:
@@ -245,6 +242,14 @@ def dbapi_execute(conn: Connection, sql: str, args: Any) -> Any:
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error) from exc
     return cursor
+
+
+def alembic_config(conn: Connection) -> Config:
+    """Alembic's configuration for Qoima's migrations, run on ``conn``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    return config
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:
