@@ -258,7 +258,7 @@ def test_uid_setter_shortcut_returns_what_pynetdicom_returns() -> None:
     every value what pynetdicom's ``set_uid`` does (non-conformant ones still go to it)."""
     shortcut = reactor._set_uid(set_uid)
     for value in ("1.2.840.10008.5.1.4.1.1.2", UID("1.2.840.10008.1.2.1"), "1." + "2" * 62,
-                  "", None):
+                  "", None, b"1.2.840.10008.1.2", b"1.2.840.10008.1.2\0", b""):
         ours, theirs = shortcut(value, "UID"), set_uid(value, "UID")
         assert ours == theirs
         assert type(ours) is type(theirs)
