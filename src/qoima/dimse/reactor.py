@@ -45,7 +45,10 @@ and waited for it, the DUL thread read the A-ASSOCIATE-RQ and handed it over, th
 thread negotiated and handed the answer back to be sent. The association's thread now runs the
 DUL itself until the answer is sent (``_accept_here``), and starts the DUL thread after; a
 rejection or abort while negotiating still goes through the DUL thread as before. Making the
-association's queues and copying the UIDs of its request cost less, too.
+association's queues and copying the UIDs of its request cost less, too. Once established,
+the association's thread keeps the DUL (the DUL thread parks, as under ``_own_dul``): its
+reactor reads each request, serves it and sends the response with no hand-over between
+threads (two per C-STORE before), until a release or abort gives the DUL to its thread.
 
 C-FIND handlers must yield a ``Dataset`` per match, which pynetdicom encodes with pydicom:
 building and encoding it cost about 0.6 ms, more than the rest of a pending response. A
@@ -205,8 +208,7 @@ def _dul_run_reactor(self: DULServiceProvider) -> None:
                 self.assoc._dul_ready.set()
                 # work queued before the thread started (by ``_accept_here``): at once
                 sleep = self.event_queue.empty() and self.to_provider_queue.empty()
-            if (self._qoima_owner is not None and self.event_queue.empty()
-                    and self.to_provider_queue.empty()):
+            if self._qoima_owner is not None:  # the owner takes what is queued
                 _dul_park(self, wake_r)
                 sleep = False
             if sleep:
@@ -402,7 +404,7 @@ def _association_run_acceptor(original: Any) -> Any:
                 self.acse.negotiate_association()
             while _owned_by_caller(self.dul) and _dul_turn(self.dul, 0.0):
                 pass  # the A-ASSOCIATE-AC goes out
-            _start_dul(self)
+            _start_dul(self, keep=self.is_established)
             if self.is_established:
                 with set_timer_resolution(self._timer_resolution):
                     self._run_reactor()
@@ -451,11 +453,15 @@ def _receive_request(assoc: Association, timeout: float | None) -> Any:
     return None
 
 
-def _start_dul(assoc: Association) -> None:
-    """Give the DUL to its own thread, started now (``_accept_here``)."""
+def _start_dul(assoc: Association, keep: bool = False) -> None:
+    """Start the DUL's thread (``_accept_here``), and give it the DUL; with ``keep``, the
+    association's thread goes on running it and the DUL thread parks until given it, as
+    ``_own_dul`` has it (the association's reactor then reads and answers every message on
+    its own thread)."""
     if assoc._started_dul:
         return
-    assoc.dul._qoima_owner = None
+    if not keep:
+        assoc.dul._qoima_owner = None
     assoc._started_dul = True
     assoc.dul.start()
     _wake_association(assoc)  # for what came meanwhile (an A-RELEASE-RQ read with the AC sent)
@@ -465,8 +471,11 @@ def _association_kill(self: Association) -> None:
     """pynetdicom's ``Association.kill``, woken by the DUL's state changes, not a 10 ms poll.
     An acceptor's DUL still run by its association thread (a rejection while negotiating)
     goes to its own thread first, which sends what was queued and closes as pynetdicom's."""
-    if _owned_by_caller(self.dul) and not self._started_dul:
-        _start_dul(self)
+    if _owned_by_caller(self.dul):
+        if self._started_dul:
+            _release_dul(self.dul)
+        else:
+            _start_dul(self)
     self._reactor_checkpoint.set()
     self._kill = True
     self.is_established = False
@@ -499,8 +508,12 @@ def _association_run_reactor(self: Association) -> None:
     wake = self._qoima_wake
     while not self._kill:
         self._is_paused = True
-        wake.wait(_IDLE_WAIT_S)
-        wake.clear()
+        if _owned_by_caller(self.dul):  # see ``_start_dul``
+            idle = self.dimse.msg_queue.empty() and self.dul.to_user_queue.empty()
+            _dul_step(self.dul, _IDLE_WAIT_S if idle else 0.0)
+        else:
+            wake.wait(_IDLE_WAIT_S)
+            wake.clear()
         self._reactor_checkpoint.wait()
         self._is_paused = False
         if not self._reactor_checkpoint.is_set():
