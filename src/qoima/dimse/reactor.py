@@ -402,7 +402,7 @@ def _association_run_acceptor(original: Any) -> Any:
             # User used EVT_REQUESTED to send an A-ABORT or A-ASSOCIATE-RJ
             if not self.is_aborted and not self.is_rejected:
                 self.acse.negotiate_association()
-            while _owned_by_caller(self.dul) and _dul_turn(self.dul, 0.0):
+            while _owned_by_caller(self.dul) and _owner_step(self.dul, 0.0, _dul_turn):
                 pass  # the A-ASSOCIATE-AC goes out
             _start_dul(self, keep=self.is_established)
             if self.is_established:
@@ -449,8 +449,23 @@ def _receive_request(assoc: Association, timeout: float | None) -> Any:
         remaining = _IDLE_WAIT_S if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
             return None
-        _dul_turn(dul, min(remaining, _IDLE_WAIT_S))
+        _owner_step(dul, min(remaining, _IDLE_WAIT_S), _dul_turn)
     return None
+
+
+def _owner_step(dul: DULServiceProvider, wait: float, step: Any = _dul_step) -> bool:
+    """``step`` on the association's thread that owns the DUL. An event the state machine
+    refuses raised out of pynetdicom's DUL thread, which ended; it ends the DUL here too
+    (its thread stops or never runs), and the association's reactor then ends the
+    association as it did."""
+    try:
+        return bool(step(dul, wait))
+    except Exception:
+        logger.exception("DUL state machine error, ending the association")
+        dul._kill_thread = True
+        dul._qoima_owner = None
+        _wake_dul(dul)
+        return False
 
 
 def _start_dul(assoc: Association, keep: bool = False) -> None:
@@ -509,8 +524,7 @@ def _association_run_reactor(self: Association) -> None:
     while not self._kill:
         self._is_paused = True
         if _owned_by_caller(self.dul):  # see ``_start_dul``
-            idle = self.dimse.msg_queue.empty() and self.dul.to_user_queue.empty()
-            _dul_step(self.dul, _IDLE_WAIT_S if idle else 0.0)
+            _owner_step(self.dul, _IDLE_WAIT_S if self.dimse.msg_queue.empty() else 0.0)
         else:
             wake.wait(_IDLE_WAIT_S)
             wake.clear()
