@@ -404,7 +404,9 @@ def _association_run_acceptor(original: Any) -> Any:
                 self.acse.negotiate_association()
             while _owned_by_caller(self.dul) and _owner_step(self.dul, 0.0, _dul_turn):
                 pass  # the A-ASSOCIATE-AC goes out
-            _start_dul(self, keep=self.is_established)
+            # kept while established (a release read with the AC sent goes to the DUL thread)
+            _start_dul(self, keep=self.is_established
+                       and self.dul.state_machine.current_state == "Sta6")
             if self.is_established:
                 with set_timer_resolution(self._timer_resolution):
                     self._run_reactor()
@@ -524,7 +526,8 @@ def _association_run_reactor(self: Association) -> None:
     while not self._kill:
         self._is_paused = True
         if _owned_by_caller(self.dul):  # see ``_start_dul``
-            _owner_step(self.dul, _IDLE_WAIT_S if self.dimse.msg_queue.empty() else 0.0)
+            idle = self.dimse.msg_queue.empty() and self.dul.to_user_queue.empty()
+            _owner_step(self.dul, _IDLE_WAIT_S if idle else 0.0)
         else:
             wake.wait(_IDLE_WAIT_S)
             wake.clear()
