@@ -14,6 +14,7 @@ from pathlib import Path
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from tests.scu import echo
 from tests.servers import QoimaServer, running_server
 
 _RELEASE_RQ = bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0])
@@ -63,17 +64,6 @@ def _connect(server: QoimaServer) -> socket.socket:
     return conn
 
 
-def _echo(server: QoimaServer) -> int:
-    ae = AE(ae_title="AFTER")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title="QOIMA")
-    assert assoc.is_established
-    try:
-        return int(assoc.send_c_echo().Status)
-    finally:
-        assoc.release()
-
-
 def test_peers_that_leave_or_send_the_wrong_pdu_before_the_request_is_answered(
         sqlite_server: QoimaServer) -> None:
     request = _association_request("QOIMA")
@@ -87,7 +77,7 @@ def test_peers_that_leave_or_send_the_wrong_pdu_before_the_request_is_answered(
         conn.sendall(_P_DATA)
         pdu_type, _ = _read_pdu(conn)
         assert pdu_type == 0x07
-    assert _echo(sqlite_server) == 0x0000
+    assert echo(sqlite_server.dicom_port) == 0x0000
     assert "Traceback" not in sqlite_server.log()
 
 
@@ -117,7 +107,7 @@ def test_a_peer_that_never_sends_its_request_is_closed_after_the_network_timeout
             started = time.monotonic()
             assert conn.recv(100) == b""  # closed by the server, nothing sent
             assert 0.5 < time.monotonic() - started < 8
-        assert _echo(server) == 0x0000
+        assert echo(server.dicom_port) == 0x0000
 
 
 def test_a_refused_request_gets_its_rejection(tmp_path: Path) -> None:
@@ -135,4 +125,4 @@ def test_a_refused_request_gets_its_rejection(tmp_path: Path) -> None:
                 assert body[1:4] == bytes([0x02, 0x03, 0x02])  # transient, local limit
             first.sendall(_RELEASE_RQ)
             assert _read_pdu(first)[0] == 0x06
-        assert _echo(server) == 0x0000
+        assert echo(server.dicom_port) == 0x0000

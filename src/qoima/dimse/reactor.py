@@ -308,11 +308,8 @@ def _own_dul(assoc: Association) -> bool:
     dul = assoc.dul
     if dul._qoima_owner is threading.current_thread():
         return True
-    sock = dul.socket.socket if dul.socket is not None else None
-    if (not _installed or dul._qoima_owner is not None or sock is None
-            or isinstance(sock, ssl.SSLSocket) or not dul.is_alive()
-            or dul.state_machine.current_state != "Sta6"
-            or any(assoc.get_handlers(event) for event in _LOW_LEVEL_EVENTS)):
+    if (not _installed or dul._qoima_owner is not None or not _may_run_elsewhere(assoc)
+            or not dul.is_alive() or dul.state_machine.current_state != "Sta6"):
         return False
     dul._qoima_parked.clear()
     dul._qoima_owner = threading.current_thread()
@@ -324,6 +321,16 @@ def _own_dul(assoc: Association) -> bool:
         _owned.duls = []
     _owned.duls.append(dul)
     return True
+
+
+def _may_run_elsewhere(assoc: Association) -> bool:
+    """Whether a thread other than the DUL's may run the association's DUL: a plain socket
+    (over TLS, decrypted bytes may wait unseen by ``select``), and no handler bound to PDU
+    or DIMSE events (they want pynetdicom's objects, made on its threads)."""
+    dul = assoc.dul
+    sock = dul.socket.socket if dul.socket is not None else None
+    return (sock is not None and not isinstance(sock, ssl.SSLSocket)
+            and not any(assoc.get_handlers(event) for event in _LOW_LEVEL_EVENTS))
 
 
 def _release_dul(dul: DULServiceProvider) -> None:
@@ -423,13 +430,10 @@ def _accept_here(assoc: Association) -> bool:
     between threads or waiting for the DUL thread to start (most of the 2.5 ms that an
     association took to accept). Not over TLS, nor with handlers bound to PDU or DIMSE
     events (as ``_own_dul``)."""
-    dul = assoc.dul
-    sock = dul.socket.socket if dul.socket is not None else None
-    if (assoc._started_dul or sock is None or isinstance(sock, ssl.SSLSocket)
-            or any(assoc.get_handlers(event) for event in _LOW_LEVEL_EVENTS)):
+    if assoc._started_dul or not _may_run_elsewhere(assoc):
         return False
-    dul._qoima_owner = threading.current_thread()
-    dul._idle_timer.start()
+    assoc.dul._qoima_owner = threading.current_thread()
+    assoc.dul._idle_timer.start()
     return True
 
 
@@ -486,8 +490,9 @@ def _start_dul(assoc: Association, keep: bool = False) -> None:
 
 def _association_kill(self: Association) -> None:
     """pynetdicom's ``Association.kill``, woken by the DUL's state changes, not a 10 ms poll.
-    An acceptor's DUL still run by its association thread (a rejection while negotiating)
-    goes to its own thread first, which sends what was queued and closes as pynetdicom's."""
+    A DUL that the calling thread runs (an acceptor's, while negotiating or once
+    established) goes to its own thread first, started if need be, which sends what was
+    queued and closes as pynetdicom's."""
     if _owned_by_caller(self.dul):
         if self._started_dul:
             _release_dul(self.dul)
