@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from qoima.dicom.header import scan
 from qoima.dicom.json_model import dataset_to_json
 from tests.factories import make_instance
 from tests.servers import well_formed_samples
@@ -23,13 +24,18 @@ def _bulk_uri(element: object) -> str:
 
 
 def _assert_same_json(data: bytes) -> None:
+    """Both readings of a stored header (pydicom's, and ``scan``'s where it reads the file)
+    convert to what pydicom makes of it."""
     for handler, threshold in ((None, 1 << 62), (_bulk_uri, 1024)):
         expected = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+        want = json.dumps(expected.to_json_dict(bulk_data_threshold=threshold,
+                                                bulk_data_element_handler=handler),
+                          sort_keys=True)
         got = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
-        want = expected.to_json_dict(bulk_data_threshold=threshold,
-                                     bulk_data_element_handler=handler)
-        assert json.dumps(dataset_to_json(got, handler), sort_keys=True) == json.dumps(
-            want, sort_keys=True)
+        assert json.dumps(dataset_to_json(got, handler), sort_keys=True) == want
+        scanned = scan(data, 64, whole_header=True)
+        if scanned is not None:
+            assert json.dumps(dataset_to_json(scanned, handler), sort_keys=True) == want
 
 
 @pytest.mark.parametrize("path", well_formed_samples(), ids=lambda p: p.name)
@@ -101,3 +107,27 @@ def test_a_dataset_built_in_memory_converts_as_pydicom_does() -> None:
     ds.FailedSOPSequence = Sequence([item])
     ds.AccessionNumber = None
     assert dataset_to_json(ds) == ds.to_json_dict()
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian],
+                         ids=lambda s: s.name)
+def test_a_header_read_from_the_start_of_a_file_is_whole_or_not_read(syntax: str) -> None:
+    """WADO-RS reads the first bytes of a blob for its header: what ``scan`` reads from them
+    is the whole header up to the pixel data, with its sequences, or nothing (then pydicom
+    reads the file)."""
+    ds = _edge_case_instance("ISO_IR 192", "ӘБІЛҚАСЫМОВА^ҰЛЖАН")
+    ds.file_meta.TransferSyntaxUID = syntax
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    pixels_at = data.rindex(b"\xe0\x7f\x10\x00")
+    want = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).to_json_dict()
+    read = scan(data[:pixels_at + 8], 64, whole_header=True, complete=False)
+    assert read is not None
+    assert dataset_to_json(read) == want
+    assert len(read.AnatomicRegionSequence) == 1
+    # Cut at the pixel data, in an element, in a sequence: the rest may follow, so no reading.
+    sequence_at = data.index(b"\x08\x00\x18\x22")  # AnatomicRegionSequence
+    for cut in (pixels_at, pixels_at - 3, sequence_at + 20):
+        assert scan(data[:cut], 64, whole_header=True, complete=False) is None
+    assert dataset_to_json(scan(data[:pixels_at], 64, whole_header=True)) == want

@@ -180,6 +180,7 @@ def _raw_index_value(raw: RawDataElement, encoding: str | None) -> Any:
 # The fast reading of a Part 10 header (``scan``): what it keeps of the top-level dataset.
 _SCANNED_TAGS = frozenset({0x00080005, 0x00280002, TAG_PIXEL_DATA, TAG_FLOAT_PIXEL_DATA,
                            TAG_DOUBLE_PIXEL_DATA} | {int(tag) for _, tag in _INDEXED_TAGS})
+_PIXEL_TAGS = frozenset({TAG_PIXEL_DATA, TAG_FLOAT_PIXEL_DATA, TAG_DOUBLE_PIXEL_DATA})
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")
 _IMPLICIT_HEADER = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")
@@ -198,13 +199,19 @@ class _NotPlain(Exception):
     """``scan`` leaves this header to pydicom."""
 
 
-def scan(data: bytes, max_sequence_depth: int) -> Dataset | None:
+def scan(data: bytes, max_sequence_depth: int, *, whole_header: bool = False,
+         complete: bool = True) -> Dataset | None:
     """The dataset of a Part 10 file, read as ``pydicom.dcmread`` would read it but keeping
     only the top-level elements that indexing and validation use, as raw elements (sequences
     are walked for their nesting depth, nothing else is converted). About three times cheaper
     than ``dcmread``, which builds every element. None unless the file is plainly well formed
     in explicit or implicit VR little endian: anything else (deflate, big endian, a truncated,
-    odd or too deeply nested element) is left to pydicom, which reads or refuses it."""
+    odd or too deeply nested element) is left to pydicom, which reads or refuses it.
+
+    ``whole_header``: every top-level element before the pixel data, as ``dcmread`` with
+    ``stop_before_pixels`` reads it (a sequence kept as its raw bytes, which pydicom decodes
+    when it is used; no value deferred). ``data`` may then be the start of a file only
+    (``complete`` False): None when the pixel data does not start in it."""
     if data[128:132] != b"DICM":
         return None
     try:
@@ -226,9 +233,12 @@ def scan(data: bytes, max_sequence_depth: int) -> Dataset | None:
                                         or first_vr in _LONG_VRS) is not explicit:
             return None  # pydicom would guess the VR encoding from the first element
         kept: dict[int, RawDataElement] = {}
-        _elements(data, position, len(data), explicit, 0, max_sequence_depth, kept)
+        end = _elements(data, position, len(data), explicit, 0, max_sequence_depth, kept,
+                        whole=whole_header)
     except (_NotPlain, struct.error, UnicodeDecodeError):
         return None
+    if whole_header and not complete and end >= len(data):
+        return None  # the header may go on past what was read
     if not kept:
         return None
     ds = Dataset(kept)
@@ -238,16 +248,19 @@ def scan(data: bytes, max_sequence_depth: int) -> Dataset | None:
 
 
 def _elements(data: bytes, position: int, end: int | None, explicit: bool, depth: int,
-              limit: int, kept: dict[int, RawDataElement] | None, meta_only: bool = False
-              ) -> int:
+              limit: int, kept: dict[int, RawDataElement] | None, meta_only: bool = False,
+              whole: bool = False) -> int:
     """Walk the elements from ``position`` to ``end`` (None: to an item delimiter), keeping
-    wanted top-level ones in ``kept``; returns where the walk ended."""
+    wanted top-level ones in ``kept`` (``whole``: all of them, up to the pixel data); returns
+    where the walk ended."""
     size = len(data)
     stop = size if end is None else end
     while position < stop:
         group, number, length = _IMPLICIT_HEADER.unpack_from(data, position)
         tag = group << 16 | number
         if meta_only and group != 2:
+            return position
+        if whole and tag in _PIXEL_TAGS:
             return position
         if tag == _ITEM_END and end is None:
             return position + 8
@@ -274,6 +287,10 @@ def _elements(data: bytes, position: int, end: int | None, explicit: bool, depth
         if is_sequence:
             position = _items(data, value_at, None if length == _UNDEFINED else value_at + length,
                               explicit, depth + 1, limit)
+            if whole and kept is not None:
+                key = BaseTag(tag)
+                kept[key] = RawDataElement(key, vr, length, data[value_at:position], value_at,
+                                           not explicit, True, True, length == _UNDEFINED)
             continue
         if length == _UNDEFINED:
             if tag != TAG_PIXEL_DATA:
@@ -284,8 +301,8 @@ def _elements(data: bytes, position: int, end: int | None, explicit: bool, depth
             position = value_at + length
             if position > size:
                 raise _NotPlain
-            value = None if length > _DEFER_BYTES else data[value_at:position]
-        if kept is not None and (meta_only or tag in _SCANNED_TAGS):
+            value = None if length > _DEFER_BYTES and not whole else data[value_at:position]
+        if kept is not None and (meta_only or whole or tag in _SCANNED_TAGS):
             key = BaseTag(tag)
             kept[key] = RawDataElement(key, vr, length, value, value_at, not explicit, True,
                                        True, False)

@@ -28,6 +28,7 @@ from starlette.responses import Response, StreamingResponse
 
 from qoima.archive import Archive, StoredInstance
 from qoima.dicom.attributes import Level
+from qoima.dicom.header import scan
 from qoima.dicom.json_model import dataset_to_json
 from qoima.dicom.query import Condition, Query
 from qoima.dicom.rendering import (
@@ -136,8 +137,7 @@ class HeaderCache:
     def header(self, archive: Archive, stored: StoredInstance) -> Dataset:
         ds: Dataset | None = self._headers.get(stored.blob_key)
         if ds is None:
-            # stop_before_pixels: the pixel data is neither read nor kept
-            ds = pydicom.dcmread(_open(archive, stored), force=True, stop_before_pixels=True)
+            ds = read_header(archive, stored)
             self._headers.put(stored.blob_key, ds)
         return ds
 
@@ -151,6 +151,27 @@ class HeaderCache:
                               separators=(",", ":")).encode()
             self._json.put(key, body)
         return body
+
+
+_HEADER_BYTES = 64 * 1024  # read at first: the headers of most instances fit in it
+_HEADER_DEPTH = 64  # sequences nested deeper are read by pydicom
+
+
+def read_header(archive: Archive, stored: StoredInstance) -> Dataset:
+    """The instance's dataset up to its pixel data, which is neither read nor kept. A header
+    that starts the blob's first 64 KB is read by ``scan`` (a study's metadata costs about
+    half what it cost through ``dcmread``); any other by pydicom."""
+    chunks = archive.stream_instance(stored, _HEADER_BYTES)
+    try:
+        head = next(chunks, b"")
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    ds = scan(head, _HEADER_DEPTH, whole_header=True, complete=len(head) < _HEADER_BYTES)
+    if ds is None:
+        ds = pydicom.dcmread(_open(archive, stored), force=True, stop_before_pixels=True)
+    return ds
 
 
 def _metadata_json(ds: Dataset, stored: StoredInstance, base: str) -> dict[str, Any]:
