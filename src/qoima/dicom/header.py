@@ -99,6 +99,9 @@ def index_value(element: Any) -> str | int | None:
 
 # Looked up by tag, not keyword: Dataset.get(keyword) costs a dictionary search per call.
 _INDEXED_TAGS = tuple((a.keyword, Tag(a.keyword)) for a in INDEXED_ATTRIBUTES)
+# The one BaseTag object per tag that ``scan`` keys its elements with: a dictionary lookup
+# with the same object skips BaseTag.__eq__, a Python call (about 90 per instance).
+_TAG_KEYS: dict[int, BaseTag] = {int(tag): tag for _, tag in _INDEXED_TAGS}
 # pydicom's text conversions (pydicom.values), by VR: the whole value right-stripped, then
 # split (AE values also left-stripped); or split in the dataset's character set, each value
 # right-stripped.
@@ -303,7 +306,7 @@ def _elements(data: bytes, position: int, end: int | None, explicit: bool, depth
                 raise _NotPlain
             value = None if length > _DEFER_BYTES and not whole else data[value_at:position]
         if kept is not None and (meta_only or whole or tag in _SCANNED_TAGS):
-            key = BaseTag(tag)
+            key = _TAG_KEYS.get(tag) or BaseTag(tag)
             kept[key] = RawDataElement(key, vr, length, value, value_at, not explicit, True,
                                        True, False)
     if end is not None and position != end:
@@ -390,7 +393,7 @@ def parse_instance(
     if len(ds) == 0:
         raise InvalidDicom("no data elements found (not DICOM)")
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-    transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "")
+    meta_syntax = transfer_syntax = _meta_uid(meta, 0x00020010)
     if transfer_syntax and not _is_valid_uid(transfer_syntax):
         raise InvalidDicom(f"file meta TransferSyntaxUID {transfer_syntax[:70]!r} is not a UID")
     if not transfer_syntax:
@@ -401,10 +404,10 @@ def parse_instance(
         sop_class_uid = _require_uid(values, "SOPClassUID")
         study_instance_uid = _require_uid(values, "StudyInstanceUID")
         series_instance_uid = _require_uid(values, "SeriesInstanceUID")
-        meta_sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "").rstrip("\0")
+        meta_sop = _meta_uid(meta, 0x00020003).rstrip("\0")
         if meta_sop and meta_sop != sop_instance_uid:
             raise InvalidDicom("file meta MediaStorageSOPInstanceUID differs from SOPInstanceUID")
-        _check_pixel_data(ds, values, data, max_image_pixels)
+        _check_pixel_data(ds, values, data, max_image_pixels, meta_syntax)
     except InvalidDicom:
         raise
     except (ValueError, TypeError, KeyError, OverflowError, UnicodeError, LookupError) as exc:
@@ -415,6 +418,17 @@ def parse_instance(
                           series_instance_uid, transfer_syntax, values, part10)
 
 
+def _meta_uid(meta: Dataset, tag: int) -> str:
+    """A File Meta UID as text (``str(meta.get(tag).value)``), read from its raw bytes when
+    they are plain ASCII: pydicom's conversion of the element cost more than the reading."""
+    raw = meta._dict.get(tag)
+    if (isinstance(raw, RawDataElement) and isinstance(raw.value, bytes)
+            and raw.value.isascii()):
+        return raw.value.decode("ascii").rstrip("\0 ")
+    element = meta.get(tag)
+    return str(element.value or "") if element is not None else ""
+
+
 def _guess_transfer_syntax(ds: Dataset) -> str:
     if ds.is_little_endian is False:
         return str(pydicom.uid.ExplicitVRBigEndian)
@@ -423,7 +437,8 @@ def _guess_transfer_syntax(ds: Dataset) -> str:
 
 
 def _check_pixel_data(ds: Dataset, values: dict[str, str | int | None], data: bytes,
-                      max_image_pixels: int) -> None:
+                      max_image_pixels: int, transfer_syntax: str) -> None:
+    """``transfer_syntax``: the File Meta's, empty without one."""
     rows = int(values["Rows"] or 0)
     columns = int(values["Columns"] or 0)
     frames_raw: Any = values["NumberOfFrames"] or 1
@@ -436,7 +451,7 @@ def _check_pixel_data(ds: Dataset, values: dict[str, str | int | None], data: by
             f"absurd image size {rows}x{columns}x{frames} (limit {max_image_pixels} pixels)"
         )
     for tag in (TAG_PIXEL_DATA, TAG_FLOAT_PIXEL_DATA, TAG_DOUBLE_PIXEL_DATA):
-        if tag not in ds:
+        if tag not in ds._dict:
             continue
         raw = ds.get_item(tag, keep_deferred=True)
         # Deferred native pixel data: its declared length must fit in what was received.
@@ -451,17 +466,16 @@ def _check_pixel_data(ds: Dataset, values: dict[str, str | int | None], data: by
             length = (raw.length if isinstance(raw, RawDataElement) and raw.value is None
                       else len(raw.value or b""))
             if not (isinstance(raw, RawDataElement) and raw.length == 0xFFFFFFFF):
-                _check_native_length(ds, values, length, rows, columns, frames)
+                _check_native_length(ds, values, length, rows, columns, frames,
+                                     transfer_syntax)
 
 
 def _check_native_length(ds: Dataset, values: dict[str, str | int | None], length: int,
-                         rows: int, columns: int, frames: int) -> None:
-    transfer_syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "") or "")) if hasattr(
-        ds, "file_meta") else UID("")
-    if transfer_syntax and transfer_syntax.is_compressed:
+                         rows: int, columns: int, frames: int, transfer_syntax: str) -> None:
+    if transfer_syntax and UID(transfer_syntax).is_compressed:
         return
     bits = int(values["BitsAllocated"] or 0)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = _samples_per_pixel(ds)
     if bits <= 0:
         return
     expected = (rows * columns * frames * samples * bits + 7) // 8
@@ -470,6 +484,15 @@ def _check_native_length(ds: Dataset, values: dict[str, str | int | None], lengt
             f"truncated: pixel data holds {length} bytes, {rows}x{columns}x{frames} "
             f"at {bits} bits needs {expected}"
         )
+
+
+def _samples_per_pixel(ds: Dataset) -> int:
+    """``int(ds.get("SamplesPerPixel", 1) or 1)``; a raw little endian US read as it is."""
+    raw = ds._dict.get(0x00280002)
+    if (isinstance(raw, RawDataElement) and raw.VR == "US" and raw.is_little_endian
+            and isinstance(raw.value, bytes) and len(raw.value) == 2):
+        return struct.unpack("<H", raw.value)[0] or 1
+    return int(ds.get("SamplesPerPixel", 1) or 1)
 
 
 def _with_file_meta(ds: Dataset, data: bytes, transfer_syntax: str) -> bytes:
