@@ -12,6 +12,8 @@ from typing import BinaryIO
 from qoima.errors import BackendUnavailable, NotFound
 from qoima.storage.base import check_key
 
+_WRITE_BYTES = 256 * 1024  # per write call: see FilesystemBlobStore.write
+
 
 class FilesystemBlobStore:
     """Keys ``ab12...`` live at ``root/ab/12/ab12...``. ``root/tmp`` held the temp files of
@@ -39,7 +41,13 @@ class FilesystemBlobStore:
         """Written straight to its place, not to a temp file then renamed: a key is new and
         nothing reads it before this returns (the index refers to it only then), and the
         orphan sweeper removes what a crash left half-written. So no rename, and concurrent
-        writers do not all create and rename files in one temp folder."""
+        writers do not all create and rename files in one temp folder.
+
+        Written 256 KB per call: on this Linux host (6.18, ext4) one write call of a whole
+        14 MB mammogram took 32-34 ms of system time, 256 KB calls about 6 ms (1 MB calls
+        18-22 ms), probably the cost of the larger page cache folios the kernel allocates
+        for a large write; storing 32 mammograms with two associations went from 1.80-1.83
+        to 1.26-1.48 s."""
         folder = self._folder(key)
         path = f"{folder}/{key}"
         created = False
@@ -52,7 +60,7 @@ class FilesystemBlobStore:
             try:
                 view = memoryview(data)
                 while view:
-                    written = os.write(fd, view)
+                    written = os.write(fd, view[:_WRITE_BYTES])
                     view = view[written:]
                 os.fsync(fd)
             finally:
