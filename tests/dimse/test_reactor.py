@@ -264,3 +264,40 @@ def test_uid_setter_shortcut_returns_what_pynetdicom_returns() -> None:
         assert type(ours) is type(theirs)
     with pytest.raises(ValueError, match="must not exceed 64"):
         shortcut("1." + "2" * 63, "UID")  # pynetdicom's path and error
+
+
+def test_a_received_c_store_data_set_is_gathered_behind_its_file_meta() -> None:
+    """On an accepted context, a C-STORE request's data set is gathered behind the File Meta
+    header the archive stores it with: ``part10`` is the very file that ``header.part10``
+    makes of it, while pynetdicom (``getvalue``, ``seek``, ``tell``, decoding) sees the data
+    set alone."""
+    from pynetdicom.dsutils import decode
+    from pynetdicom.presentation import build_context
+
+    from qoima.dicom.header import part10
+    from tests.factories import make_instance
+
+    ds = make_instance(patient_name="ӘБІЛҚАСЫМОВА^ҰЛЖАН", charset="ISO_IR 192")
+    encoded = encode(ds, True, True)
+    assert encoded is not None
+    request = C_STORE()
+    request.MessageID = 5
+    request.AffectedSOPClassUID = ds.SOPClassUID
+    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    request.Priority = 0
+    request.DataSet = BytesIO(encoded)
+    context = build_context(ds.SOPClassUID, ["1.2.840.10008.1.2"])
+    context.context_id = 1
+    dimse = _dimse_provider()
+    dimse.assoc._accepted_cx = {1: context}
+    for p_data in message_with_data(request):
+        reactor_receive(dimse, p_data)
+    received = dimse.msg_queue.get_nowait()[1].DataSet
+    assert isinstance(received, reactor.Part10DataSet)
+    assert received.part10() == part10(encoded, ds.SOPClassUID, ds.SOPInstanceUID,
+                                       "1.2.840.10008.1.2")
+    assert received.getvalue() == encoded
+    assert received.seek(0) == 0
+    assert received.read(8) == encoded[:8]
+    assert received.tell() == 8
+    assert decode(received, True, True) == decode(BytesIO(encoded), True, True)

@@ -191,9 +191,13 @@ class DimseHandlers:
         counts = self._store_counts.setdefault(id(event.assoc), [0, 0, 0])
         try:
             request = event.request
-            data = header.part10(request.DataSet.getvalue(), str(request.AffectedSOPClassUID),
-                                 str(request.AffectedSOPInstanceUID),
-                                 str(event.context.transfer_syntax))
+            if isinstance(request.DataSet, reactor.Part10DataSet):  # gathered behind its meta
+                data = request.DataSet.part10()
+            else:
+                data = header.part10(request.DataSet.getvalue(),
+                                     str(request.AffectedSOPClassUID),
+                                     str(request.AffectedSOPInstanceUID),
+                                     str(event.context.transfer_syntax))
             result = self.archive.store_instance(data, _origin(event, "store"))
         except QoimaError as exc:
             counts[2] += 1

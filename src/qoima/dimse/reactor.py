@@ -50,6 +50,10 @@ the association's thread keeps the DUL (the DUL thread parks, as under ``_own_du
 reactor reads each request, serves it and sends the response with no hand-over between
 threads (two per C-STORE before), until a release or abort gives the DUL to its thread.
 
+A received C-STORE request's data set is gathered behind the File Meta header the archive
+stores it with (``Part10DataSet``): the handler stores that buffer as it is, where it copied
+the data set into a new one (20 ms for a 14 MB mammogram on a host with 4 KB page faults).
+
 C-FIND handlers must yield a ``Dataset`` per match, which pynetdicom encodes with pydicom:
 building and encoding it cost about 0.6 ms, more than the rest of a pending response. A
 handler may yield an ``EncodedIdentifier`` (bytes it encoded itself) instead, and the service
@@ -108,6 +112,8 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket
 from pynetdicom.utils import set_timer_resolution
+
+from qoima.dicom.header import part10
 
 logger = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.05
@@ -1060,7 +1066,7 @@ def _receive_primitive(original: Any) -> Any:
                 return
             message = _command_primitive(values, context_id)
             keyword = _DATASET_KEYWORDS.get(_MESSAGE_TYPES[values["CommandField"]][1].__name__)
-            data = io.BytesIO()
+            data = _received_data_set(self.assoc, context_id, message, keyword)
             if keyword:
                 setattr(message, keyword, data)
             if values["CommandDataSetType"] == 0x0101:
@@ -1081,6 +1087,46 @@ def _receive_primitive(original: Any) -> Any:
                 _deliver(self, context_id, message)
                 return
     return receive_primitive
+
+
+class Part10DataSet(io.BytesIO):
+    """A received C-STORE request's data set, gathered behind the File Meta header that the
+    archive stores in front of it (``header.part10``, from the request's command set and
+    presentation context): ``part10`` is the file to store, without copying the data set
+    into it (a copy of a 14 MB mammogram cost about 3 to 20 ms). As pynetdicom sees it
+    (``getvalue``, ``seek``, ``tell``, reading), it holds the data set only."""
+
+    def __init__(self, file_meta: bytes) -> None:
+        super().__init__()
+        super().write(file_meta)
+        self.offset = len(file_meta)
+
+    def part10(self) -> bytes:
+        return super().getvalue()
+
+    def getvalue(self) -> bytes:
+        return super().getvalue()[self.offset:]
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 0:
+            pos += self.offset
+        return max(0, super().seek(pos, whence) - self.offset)
+
+    def tell(self) -> int:
+        return super().tell() - self.offset
+
+
+def _received_data_set(assoc: Association, context_id: int, message: Any,
+                       keyword: str | None) -> io.BytesIO:
+    """Where a received message's data set is gathered: a ``Part10DataSet`` for a C-STORE
+    request on an accepted context, a ``BytesIO`` for anything else."""
+    context = assoc._accepted_cx.get(context_id)
+    if (keyword != "DataSet" or not isinstance(message, C_STORE) or context is None
+            or not context.transfer_syntax):
+        return io.BytesIO()
+    return Part10DataSet(part10(b"", str(message.AffectedSOPClassUID),
+                                str(message.AffectedSOPInstanceUID),
+                                str(context.transfer_syntax[0])))
 
 
 def _deliver(dimse: DIMSEServiceProvider, context_id: int, message: Any) -> None:
