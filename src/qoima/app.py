@@ -412,11 +412,12 @@ def _return_large_buffers() -> None:
     soon as it passed 128 KB: whether a C-STORE's buffers were faulted in afresh depended on
     where they lay, and about one run in two storing the benchmark's CT slices took 60 to 290
     page faults per instance (0.5 to 1 ms of system time) instead of about one. A heap keeps
-    up to 16 MB free now."""
+    up to 4 MB free now (16 MB, tried first, kept about 60 MB more over the many threads'
+    heaps of STOW-RS)."""
     with contextlib.suppress(OSError, AttributeError):  # glibc only
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD; a set value also stops the raising
-        libc.mallopt(-1, 16 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-1, 4 << 20)  # M_TRIM_THRESHOLD
 
 
 def _die_with_parent(parent_pid: int) -> None:
