@@ -30,11 +30,14 @@ from pynetdicom.dimse_messages import (
     DIMSEMessage,
 )
 from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_MOVE, C_STORE
-from pynetdicom.dsutils import encode
+from pynetdicom.dsutils import decode, encode
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.presentation import build_context
 from pynetdicom.utils import set_uid
 
+from qoima.dicom.header import part10
 from qoima.dimse import reactor
+from tests.factories import make_instance
 
 
 class _ClearedAsPassed(threading.Event):
@@ -271,12 +274,6 @@ def test_a_received_c_store_data_set_is_gathered_behind_its_file_meta() -> None:
     header the archive stores it with: ``part10`` is the very file that ``header.part10``
     makes of it, while pynetdicom (``getvalue``, ``seek``, ``tell``, decoding) sees the data
     set alone."""
-    from pynetdicom.dsutils import decode
-    from pynetdicom.presentation import build_context
-
-    from qoima.dicom.header import part10
-    from tests.factories import make_instance
-
     ds = make_instance(patient_name="ӘБІЛҚАСЫМОВА^ҰЛЖАН", charset="ISO_IR 192")
     encoded = encode(ds, True, True)
     assert encoded is not None
